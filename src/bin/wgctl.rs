@@ -1,0 +1,634 @@
+//! `wgctl`: the operator's CLI. It edits the TOML file atomically and talks
+//! to the running `ipieced` over its control socket.
+
+use clap::{Parser, Subcommand};
+use ipiece::config::edit::{next_free_address, ConfigEditor, NewPeer};
+use ipiece::config::{
+    generate_private_key, public_key, read_key_file, write_secret_file, Config, Key,
+};
+use ipiece::control::client::{self, ClientError};
+use ipiece::control::{Request, Response};
+use ipiece::gateway::GatewayStatus;
+use ipiece::wg::client_config::{endpoint, qr_terminal, ClientConfig};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The seed topology `wgctl init` writes when the config file is absent.
+const SEED: &str = include_str!("../../configs/gateway.toml");
+/// How long `wgctl` waits for the daemon.
+const DAEMON_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// ipiece operator CLI: peers, status, reload.
+#[derive(Parser, Debug)]
+#[command(name = "wgctl", version, about)]
+struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "IPIECE_CONFIG",
+        default_value = "/etc/ipiece/gateway.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create the gateway's WireGuard key (mode 0600) and, when the config
+    /// file is absent, a config from the seed template.
+    Init {
+        /// Host name or address laptops dial (written into a new config).
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+    /// Validate the config file; exit 1 on any error.
+    Check,
+    /// Add a laptop: allocate its address, write the TOML, apply it to the
+    /// running daemon and print its client config.
+    AddPeer {
+        /// Peer name ([A-Za-z0-9_.-], unique).
+        name: String,
+        /// Tunnel address (default: the next free one in the WireGuard subnet).
+        #[arg(long)]
+        ip: Option<IpAddr>,
+        /// The peer's own public key (then no client key is stored).
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Generate a preshared key for this peer.
+        #[arg(long)]
+        psk: bool,
+        /// Persistent keepalive in seconds (default 25, 0 = off).
+        #[arg(long)]
+        keepalive: Option<u16>,
+        /// DNS server(s) for the client config.
+        #[arg(long)]
+        dns: Vec<IpAddr>,
+        /// Write the client config to this file (mode 0600) instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Also print the client config as a QR code.
+        #[arg(long)]
+        qr: bool,
+    },
+    /// Remove a peer (its session is cut at once).
+    RemovePeer {
+        /// Peer name.
+        name: String,
+    },
+    /// List the peers in the config file.
+    ListPeers,
+    /// Print a peer's client config again (needs its stored private key).
+    Export {
+        /// Peer name.
+        name: String,
+        /// Write to this file (mode 0600) instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Also print a QR code.
+        #[arg(long)]
+        qr: bool,
+    },
+    /// Enable a peer.
+    Enable {
+        /// Peer name.
+        name: String,
+    },
+    /// Disable a peer (kept in the file, session cut).
+    Disable {
+        /// Peer name.
+        name: String,
+    },
+    /// Show the running daemon's peers and counters.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running daemon to re-read the config file.
+    Reload,
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wgctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    let path = cli.config.as_path();
+    match &cli.cmd {
+        Cmd::Init { endpoint } => init(path, endpoint.as_deref()),
+        Cmd::Check => {
+            let cfg = load(path)?;
+            println!(
+                "{}: OK ({} peers, {} enabled)",
+                path.display(),
+                cfg.peers.len(),
+                cfg.peers.iter().filter(|p| p.enabled).count()
+            );
+            Ok(())
+        }
+        Cmd::AddPeer {
+            name,
+            ip,
+            public_key,
+            psk,
+            keepalive,
+            dns,
+            output,
+            qr,
+        } => add_peer(
+            path,
+            name,
+            *ip,
+            public_key.as_deref(),
+            *psk,
+            *keepalive,
+            dns,
+            output.as_deref(),
+            *qr,
+        ),
+        Cmd::RemovePeer { name } => remove_peer(path, name),
+        Cmd::ListPeers => list_peers(path),
+        Cmd::Export { name, output, qr } => {
+            let cfg = load(path)?;
+            let peer = cfg
+                .peer(name)
+                .ok_or_else(|| format!("no peer named {name:?} in {}", path.display()))?;
+            let Some(keyfile) = &peer.private_key_file else {
+                return Err(format!(
+                    "peer {name:?} brought its own public key, so ipiece never had its private key: \
+                     its client config lives on that laptop (the gateway side is in {})",
+                    path.display()
+                ));
+            };
+            let key = read_key_file(keyfile).map_err(|e| format!("peer {name:?}: {e}"))?;
+            emit_client(&cfg, name, Some(&key), output.as_deref(), *qr)
+        }
+        Cmd::Enable { name } => set_enabled(path, name, true),
+        Cmd::Disable { name } => set_enabled(path, name, false),
+        Cmd::Status { json } => status(path, *json),
+        Cmd::Reload => {
+            let cfg = load(path)?;
+            match ask(&cfg, &Request::Reload)? {
+                Response::Reloaded(o) => {
+                    print_reload(&o);
+                    Ok(())
+                }
+                Response::Error { message } => Err(message),
+                other => Err(format!("unexpected answer from ipieced: {other:?}")),
+            }
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Config> {
+    Config::load(path).map_err(|e| format!("{} is invalid:\n{e}", path.display()))
+}
+
+fn ask(cfg: &Config, req: &Request) -> Result<Response> {
+    client::request(&cfg.gateway.control_socket, req, DAEMON_TIMEOUT).map_err(|e| e.to_string())
+}
+
+fn print_reload(o: &ipiece::gateway::ApplyOutcome) {
+    let p = &o.peers;
+    println!(
+        "reloaded: {} added, {} removed, {} restarted, {} updated, {} unchanged",
+        p.added.len(),
+        p.removed.len(),
+        p.restarted.len(),
+        p.updated.len(),
+        p.unchanged
+    );
+    for f in &o.restart_required {
+        println!("note: {f} changed; restart ipieced to apply it");
+    }
+}
+
+/// Applies the file to the daemon if one is running; a daemon that is not
+/// running is not an error (the file is the source of truth).
+fn apply_to_daemon(path: &Path) -> Result<()> {
+    let cfg = load(path)?;
+    match client::request(
+        &cfg.gateway.control_socket,
+        &Request::Reload,
+        DAEMON_TIMEOUT,
+    ) {
+        Ok(Response::Reloaded(o)) => {
+            eprint!("ipieced: ");
+            let p = &o.peers;
+            eprintln!(
+                "applied ({} added, {} removed, {} restarted, {} unchanged)",
+                p.added.len(),
+                p.removed.len(),
+                p.restarted.len(),
+                p.unchanged
+            );
+            Ok(())
+        }
+        Ok(Response::Error { message }) => Err(format!(
+            "the file was written but ipieced refused it: {message}"
+        )),
+        Ok(other) => Err(format!("unexpected answer from ipieced: {other:?}")),
+        Err(ClientError::NotRunning { .. }) => {
+            eprintln!("ipieced is not running; the change applies when it starts");
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn config_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn init(path: &Path, endpoint_host: Option<&str>) -> Result<()> {
+    let existed = path.exists();
+    if !existed {
+        let mut doc: toml_edit::DocumentMut = SEED.parse().expect("the seed template parses");
+        if let Some(host) = endpoint_host {
+            doc["gateway"]["public_endpoint"] = toml_edit::value(host);
+        }
+        let dir = config_dir(path);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        write_secret_file(path, doc.to_string().as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("wrote {} from the seed template", path.display());
+    } else if endpoint_host.is_some() {
+        println!(
+            "{} exists and was left unchanged (edit gateway.public_endpoint there)",
+            path.display()
+        );
+    }
+    // The key file named by the config (valid or not yet: read it loosely).
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let keyfile = doc
+        .get("wireguard")
+        .and_then(|w| w.get("private_key_file"))
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| format!("{}: wireguard.private_key_file is missing", path.display()))?;
+    let keypath = {
+        let p = PathBuf::from(keyfile);
+        if p.is_absolute() {
+            p
+        } else {
+            config_dir(path).join(p)
+        }
+    };
+    let key = if keypath.exists() {
+        let k = read_key_file(&keypath).map_err(|e| e.to_string())?;
+        println!("kept the existing key {}", keypath.display());
+        k
+    } else {
+        let k = generate_private_key();
+        write_secret_file(&keypath, format!("{k}\n").as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", keypath.display()))?;
+        println!(
+            "wrote the gateway's private key to {} (mode 0600)",
+            keypath.display()
+        );
+        k
+    };
+    println!("gateway public key: {}", public_key(&key));
+    Ok(())
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && name != "."
+        && name != ".."
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_peer(
+    path: &Path,
+    name: &str,
+    ip: Option<IpAddr>,
+    their_public: Option<&str>,
+    psk: bool,
+    keepalive: Option<u16>,
+    dns: &[IpAddr],
+    output: Option<&Path>,
+    qr: bool,
+) -> Result<()> {
+    if !valid_name(name) {
+        return Err(format!(
+            "peer name {name:?}: use 1 to 64 of A-Z a-z 0-9 _ . -"
+        ));
+    }
+    let mut editor = ConfigEditor::open(path).map_err(|e| e.to_string())?;
+    let cfg = editor
+        .config()
+        .map_err(|e| format!("{} is invalid; fix it first:\n{e}", path.display()))?;
+    if cfg.peer(name).is_some() {
+        return Err(format!(
+            "a peer named {name:?} already exists in {}",
+            path.display()
+        ));
+    }
+    let address = match ip {
+        Some(a) => a,
+        None => next_free_address(&cfg).ok_or_else(|| {
+            format!(
+                "the WireGuard subnet {} has no free address left",
+                cfg.wg_subnet()
+            )
+        })?,
+    };
+    let dir = config_dir(path);
+    let mut created: Vec<PathBuf> = Vec::new();
+    let cleanup = |created: &[PathBuf]| {
+        for f in created {
+            let _ = std::fs::remove_file(f);
+        }
+    };
+    let (public, private, key_rel) = match their_public {
+        Some(k) => {
+            let k: Key = k.trim().parse().map_err(|e| format!("--public-key: {e}"))?;
+            (k, None, None)
+        }
+        None => {
+            let private = generate_private_key();
+            let rel = PathBuf::from(format!("peers/{name}.key"));
+            let abs = dir.join(&rel);
+            if abs.exists() {
+                return Err(format!(
+                    "{} already exists (left from an earlier peer?); remove it first",
+                    abs.display()
+                ));
+            }
+            write_secret_file(&abs, format!("{private}\n").as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", abs.display()))?;
+            created.push(abs);
+            (public_key(&private), Some(private), Some(rel))
+        }
+    };
+    let psk_rel = if psk {
+        let rel = PathBuf::from(format!("peers/{name}.psk"));
+        let abs = dir.join(&rel);
+        let k = generate_private_key(); // 32 random bytes from the OS RNG
+        if let Err(e) = write_secret_file(&abs, format!("{k}\n").as_bytes()) {
+            cleanup(&created);
+            return Err(format!("cannot write {}: {e}", abs.display()));
+        }
+        created.push(abs);
+        Some(rel)
+    } else {
+        None
+    };
+    let new = NewPeer {
+        name: name.to_string(),
+        public_key: public,
+        address,
+        psk_file: psk_rel,
+        private_key_file: key_rel,
+        keepalive,
+        dns: dns.to_vec(),
+    };
+    let res = editor
+        .add_peer(&new)
+        .map_err(|e| e.to_string())
+        .and_then(|()| editor.commit().map_err(|e| e.to_string()));
+    if let Err(e) = res {
+        cleanup(&created);
+        return Err(e);
+    }
+    eprintln!(
+        "added peer {name} with address {address} to {}",
+        path.display()
+    );
+    let applied = apply_to_daemon(path);
+    let cfg = load(path)?;
+    emit_client(&cfg, name, private.as_ref(), output, qr)?;
+    applied
+}
+
+fn emit_client(
+    cfg: &Config,
+    name: &str,
+    private: Option<&Key>,
+    output: Option<&Path>,
+    qr: bool,
+) -> Result<()> {
+    let peer = cfg
+        .peer(name)
+        .ok_or_else(|| format!("no peer named {name:?}"))?;
+    let gw_private = read_key_file(&cfg.wireguard.private_key_file)
+        .map_err(|e| format!("wireguard.private_key_file: {e}"))?;
+    let server_public = public_key(&gw_private);
+    let psk = match &peer.psk_file {
+        Some(f) => Some(read_key_file(f).map_err(|e| format!("peer {name:?}: {e}"))?),
+        None => None,
+    };
+    let Some(private) = private else {
+        eprintln!(
+            "peer {name} brought its own public key: give its owner these values for the [Peer] section:\n  \
+             PublicKey = {server_public}\n  Endpoint = {}\n  AllowedIPs = {}\n  Address = {}",
+            endpoint(&cfg.gateway.public_endpoint, cfg.wireguard.listen_port),
+            cfg.client_allowed_ips()
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            peer.address
+        );
+        return Ok(());
+    };
+    let allowed = cfg.client_allowed_ips();
+    let conf = ClientConfig {
+        comment: format!("ipiece peer {} (gateway {})", peer.name, cfg.gateway.name),
+        private_key: private,
+        address: peer.address,
+        dns: &peer.dns,
+        mtu: Some(cfg.wireguard.mtu),
+        server_public_key: &server_public,
+        preshared_key: psk.as_ref(),
+        endpoint: endpoint(&cfg.gateway.public_endpoint, cfg.wireguard.listen_port),
+        allowed_ips: &allowed,
+        persistent_keepalive: peer.keepalive,
+    }
+    .render();
+    match output {
+        Some(f) => {
+            write_secret_file(f, conf.as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", f.display()))?;
+            eprintln!("client config written to {} (mode 0600)", f.display());
+        }
+        None => print!("{conf}"),
+    }
+    if qr {
+        let code = qr_terminal(&conf).map_err(|e| format!("QR code: {e}"))?;
+        println!("{code}");
+    }
+    Ok(())
+}
+
+fn remove_peer(path: &Path, name: &str) -> Result<()> {
+    let mut editor = ConfigEditor::open(path).map_err(|e| e.to_string())?;
+    let cfg = editor
+        .config()
+        .map_err(|e| format!("{} is invalid; fix it first:\n{e}", path.display()))?;
+    let peer = cfg
+        .peer(name)
+        .ok_or_else(|| format!("no peer named {name:?} in {}", path.display()))?
+        .clone();
+    editor.remove_peer(name).map_err(|e| e.to_string())?;
+    editor.commit().map_err(|e| e.to_string())?;
+    eprintln!("removed peer {name} from {}", path.display());
+    // The peer's secrets are useless now; do not leave them lying around.
+    for f in [&peer.private_key_file, &peer.psk_file]
+        .into_iter()
+        .flatten()
+    {
+        if std::fs::remove_file(f).is_ok() {
+            eprintln!("deleted {}", f.display());
+        }
+    }
+    apply_to_daemon(path)
+}
+
+fn set_enabled(path: &Path, name: &str, enabled: bool) -> Result<()> {
+    let mut editor = ConfigEditor::open(path).map_err(|e| e.to_string())?;
+    let cfg = editor
+        .config()
+        .map_err(|e| format!("{} is invalid; fix it first:\n{e}", path.display()))?;
+    if cfg.peer(name).is_none() {
+        return Err(format!("no peer named {name:?} in {}", path.display()));
+    }
+    editor
+        .set_peer_enabled(name, enabled)
+        .map_err(|e| e.to_string())?;
+    editor.commit().map_err(|e| e.to_string())?;
+    eprintln!(
+        "peer {name} {} in {}",
+        if enabled { "enabled" } else { "disabled" },
+        path.display()
+    );
+    apply_to_daemon(path)
+}
+
+fn list_peers(path: &Path) -> Result<()> {
+    let cfg = load(path)?;
+    println!(
+        "{:<20} {:<18} {:<8} {:<4} {:<9} PUBLIC KEY",
+        "NAME", "ADDRESS", "ENABLED", "PSK", "KEEPALIVE"
+    );
+    for p in &cfg.peers {
+        println!(
+            "{:<20} {:<18} {:<8} {:<4} {:<9} {}",
+            p.name,
+            p.address,
+            if p.enabled { "yes" } else { "no" },
+            if p.psk_file.is_some() { "yes" } else { "no" },
+            p.keepalive,
+            p.public_key
+        );
+    }
+    Ok(())
+}
+
+fn human_bytes(n: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.2} {}", U[i])
+    }
+}
+
+fn human_age(secs: f64) -> String {
+    let s = secs as u64;
+    match s {
+        0..=119 => format!("{s}s ago"),
+        120..=7199 => format!("{}m{}s ago", s / 60, s % 60),
+        _ => format!("{}h{}m ago", s / 3600, (s % 3600) / 60),
+    }
+}
+
+fn status(path: &Path, json: bool) -> Result<()> {
+    let cfg = load(path)?;
+    let st: GatewayStatus = match ask(&cfg, &Request::Status)? {
+        Response::Status(s) => *s,
+        Response::Error { message } => return Err(message),
+        other => return Err(format!("unexpected answer from ipieced: {other:?}")),
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&st).expect("status serializes")
+        );
+        return Ok(());
+    }
+    println!(
+        "gateway {}: interface {} {} udp/{} up {}s",
+        st.name, st.tun_name, st.address, st.listen_port, st.uptime_secs
+    );
+    println!("  public key: {}", st.public_key);
+    println!(
+        "  {:<18} {:<22} {:<16} {:>12} {:>12}  ALLOWED IPS",
+        "PEER", "ENDPOINT", "HANDSHAKE", "RX", "TX"
+    );
+    for p in &st.peers {
+        println!(
+            "  {:<18} {:<22} {:<16} {:>12} {:>12}  {}",
+            p.name,
+            p.endpoint
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "(none)".into()),
+            p.last_handshake_age_secs
+                .map(human_age)
+                .unwrap_or_else(|| "never".into()),
+            human_bytes(p.rx_bytes),
+            human_bytes(p.tx_bytes),
+            p.allowed_ips
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let disabled: Vec<&str> = cfg
+        .peers
+        .iter()
+        .filter(|p| !p.enabled)
+        .map(|p| p.name.as_str())
+        .collect();
+    if !disabled.is_empty() {
+        println!("  disabled in the file: {}", disabled.join(", "));
+    }
+    let w = &st.wireguard;
+    let c = &st.counters;
+    println!(
+        "  counters: udp rx {} | tun rx {} tx {} | malformed {} unknown-peer {} handshake-refused {} cookies {} | no-route {} remote-unrouted {}",
+        c.udp_rx, c.tun_rx, c.tun_tx, w.rx_malformed, w.rx_unknown_peer, w.rx_handshake_refused,
+        w.cookies_sent, w.tx_no_route + c.tun_no_route, c.remote_unrouted
+    );
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! The control protocol: one JSON object per line. The client writes one
+//! [`Request`] line, the daemon answers with one [`Response`] line and
+//! closes the connection.
+
+use crate::gateway::{ApplyOutcome, GatewayStatus};
+use serde::{Deserialize, Serialize};
+
+/// Largest request or response line accepted, in bytes.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// A request from `wgctl` to the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// The gateway's and every peer's state.
+    Status,
+    /// Re-read the config file and apply the difference.
+    Reload,
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to [`Request::Status`].
+    Status(Box<GatewayStatus>),
+    /// Answer to [`Request::Reload`]: what changed.
+    Reloaded(ApplyOutcome),
+    /// The request failed; the text is for the operator.
+    Error {
+        /// What went wrong (for a rejected config: every error, one per line).
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_format() {
+        assert_eq!(
+            serde_json::to_string(&Request::Status).unwrap(),
+            r#"{"cmd":"status"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"cmd":"reload"}"#).unwrap(),
+            Request::Reload
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"shutdown"}"#).is_err());
+    }
+
+    #[test]
+    fn error_round_trip() {
+        let r = Response::Error {
+            message: "x:1:2: peers[0].address: bad".into(),
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Response>(&s).unwrap(), r);
+    }
+}

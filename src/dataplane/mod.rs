@@ -1,0 +1,8 @@
+//! The tokio shell around the sans-IO [`crate::gateway::Gateway`]: UDP, the
+//! TUN device, kernel routes, timers, signals, the control and UAPI sockets.
+//! It only moves bytes and calls the core.
+
+pub mod kernel;
+pub mod run;
+
+pub use run::{run, DaemonError};

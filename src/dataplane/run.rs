@@ -1,0 +1,382 @@
+//! The daemon's event loop: one task owns the [`Gateway`]; UDP, TUN, ticks,
+//! control requests and signals are multiplexed with `select!`. Socket
+//! reads are drained in batches; writes never block (a router drops what
+//! it cannot send, and counts it).
+
+use crate::config::{Config, ConfigErrors};
+use crate::control::proto::{Request, Response, MAX_LINE};
+use crate::control::uapi;
+use crate::dataplane::kernel::{self, Routes};
+use crate::gateway::{Gateway, Io, Settings, TICK};
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UdpSocket, UnixListener, UnixStream};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
+use tun_rs::AsyncDevice;
+
+/// Largest datagram or TUN packet handled.
+const BUF: usize = 65536;
+/// Packets drained from one socket before the loop looks at the others.
+const BATCH: usize = 64;
+/// How long a control client may take to send its request.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The config file is invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// A key file could not be used.
+    #[error("{0}")]
+    Settings(#[from] crate::gateway::SettingsError),
+    /// The TUN device could not be created.
+    #[error("cannot create TUN {name}: {source} (ipieced needs CAP_NET_ADMIN)")]
+    Tun {
+        /// Interface name.
+        name: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// The WireGuard UDP port could not be bound.
+    #[error("cannot bind UDP port {port}: {source}")]
+    Udp {
+        /// The port.
+        port: u16,
+        /// The error.
+        source: io::Error,
+    },
+    /// A Unix socket could not be set up.
+    #[error("{path}: {message}")]
+    Socket {
+        /// The socket path.
+        path: PathBuf,
+        /// What happened.
+        message: String,
+    },
+    /// Signal handlers could not be installed.
+    #[error("signals: {0}")]
+    Signals(io::Error),
+}
+
+enum Ctl {
+    Control(Request, oneshot::Sender<Response>),
+    UapiGet(oneshot::Sender<String>),
+}
+
+struct ShellIo<'a> {
+    udp: &'a UdpSocket,
+    tun: &'a AsyncDevice,
+    drops: &'a mut u64,
+}
+
+impl Io for ShellIo<'_> {
+    fn send_udp(&mut self, dst: SocketAddr, datagram: &[u8]) {
+        if self.udp.try_send_to(datagram, dst).is_err() {
+            *self.drops += 1;
+        }
+    }
+    fn write_tun(&mut self, packet: &[u8]) {
+        if self.tun.try_send(packet).is_err() {
+            *self.drops += 1;
+        }
+    }
+}
+
+/// A Unix socket file we created and remove on exit.
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Binds a Unix socket at `path` with mode 0600, refusing when another
+/// process answers there and replacing a stale file otherwise.
+fn bind_unix(path: &Path) -> Result<(UnixListener, SocketFile), DaemonError> {
+    let err = |message: String| DaemonError::Socket {
+        path: path.to_path_buf(),
+        message,
+    };
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() && !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+                .map_err(|e| err(format!("cannot create directory: {e}")))?;
+        }
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(err(
+                "another daemon is listening on this socket (is ipieced already running with this config?)".into(),
+            ));
+        }
+        std::fs::remove_file(path).map_err(|e| err(format!("cannot remove stale socket: {e}")))?;
+    }
+    let l = UnixListener::bind(path).map_err(|e| err(format!("cannot bind: {e}")))?;
+    let guard = SocketFile(path.to_path_buf());
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| err(format!("cannot set mode 0600: {e}")))?;
+    Ok((l, guard))
+}
+
+async fn serve_control(mut stream: UnixStream, tx: mpsc::Sender<Ctl>) {
+    let (r, mut w) = stream.split();
+    let mut reader = BufReader::new(r.take(MAX_LINE as u64));
+    let mut line = String::new();
+    let resp = match tokio::time::timeout(CONTROL_TIMEOUT, reader.read_line(&mut line)).await {
+        Ok(Ok(n)) if n > 0 => match serde_json::from_str::<Request>(&line) {
+            Ok(req) => {
+                let (otx, orx) = oneshot::channel();
+                if tx.send(Ctl::Control(req, otx)).await.is_err() {
+                    return;
+                }
+                match orx.await {
+                    Ok(r) => r,
+                    Err(_) => return,
+                }
+            }
+            Err(e) => Response::Error {
+                message: format!("malformed request: {e}"),
+            },
+        },
+        _ => return,
+    };
+    let mut out = serde_json::to_vec(&resp).unwrap_or_default();
+    out.push(b'\n');
+    let _ = w.write_all(&out).await;
+}
+
+async fn serve_uapi(mut stream: UnixStream, tx: mpsc::Sender<Ctl>) {
+    let (r, mut w) = stream.split();
+    let mut reader = BufReader::new(r.take(MAX_LINE as u64));
+    loop {
+        let mut first = String::new();
+        match tokio::time::timeout(CONTROL_TIMEOUT, reader.read_line(&mut first)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+        // Read the rest of the request up to its blank line.
+        loop {
+            let mut l = String::new();
+            match tokio::time::timeout(CONTROL_TIMEOUT, reader.read_line(&mut l)).await {
+                Ok(Ok(n)) if n > 0 && l.trim_end() != "" => continue,
+                Ok(Ok(_)) => break,
+                _ => return,
+            }
+        }
+        let answer = match uapi::operation(&first) {
+            uapi::Operation::Get => {
+                let (otx, orx) = oneshot::channel();
+                if tx.send(Ctl::UapiGet(otx)).await.is_err() {
+                    return;
+                }
+                match orx.await {
+                    Ok(s) => s,
+                    Err(_) => return,
+                }
+            }
+            uapi::Operation::Set => {
+                tracing::warn!("UAPI set refused: edit the TOML file with wgctl and reload");
+                "errno=1\n\n".to_string()
+            }
+            uapi::Operation::Invalid => "errno=22\n\n".to_string(),
+        };
+        if w.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn accept_loop(
+    listener: UnixListener,
+    tx: mpsc::Sender<Ctl>,
+    uapi: bool,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((s, _)) => {
+                    let tx = tx.clone();
+                    if uapi {
+                        tokio::spawn(serve_uapi(s, tx));
+                    } else {
+                        tokio::spawn(serve_control(s, tx));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept on a control socket failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+}
+
+/// Re-reads the config and applies the difference; on any error the running
+/// configuration stays and the error is returned for the caller.
+fn reload(path: &Path, gw: &mut Gateway, routes: &mut Routes) -> Response {
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("reload rejected, running configuration kept:\n{e}");
+            return Response::Error {
+                message: format!("reload rejected, running configuration kept:\n{e}"),
+            };
+        }
+    };
+    let settings = match Settings::load(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            let message = format!("reload rejected, running configuration kept: {e}");
+            tracing::error!("{message}");
+            return Response::Error { message };
+        }
+    };
+    let remote = settings.remote_prefixes.clone();
+    let outcome = gw.apply(settings);
+    for e in routes.sync(&remote) {
+        tracing::warn!(error = %e, "route update");
+    }
+    for f in &outcome.restart_required {
+        tracing::warn!(field = %f, "changed in the file; restart ipieced to apply it");
+    }
+    let p = &outcome.peers;
+    tracing::info!(
+        added = ?p.added, removed = ?p.removed, restarted = ?p.restarted,
+        updated = ?p.updated, unchanged = p.unchanged, "configuration reloaded"
+    );
+    Response::Reloaded(outcome)
+}
+
+/// Runs the daemon with the validated `cfg` read from `path` until SIGTERM
+/// or SIGINT; the TUN, its routes and the sockets are gone on return.
+pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
+    let settings = Settings::load(&cfg)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+
+    let udp = UdpSocket::bind(("0.0.0.0", settings.listen_port))
+        .await
+        .map_err(|source| DaemonError::Udp {
+            port: settings.listen_port,
+            source,
+        })?;
+    let (control, _control_file) = bind_unix(&settings.control_socket)?;
+    let (uapi_l, _uapi_file) = bind_unix(&uapi::socket_path(&settings.tun_name))?;
+    let tun = kernel::create_tun(&settings.tun_name, settings.address, settings.mtu).map_err(
+        |source| DaemonError::Tun {
+            name: settings.tun_name.clone(),
+            source,
+        },
+    )?;
+    let mut routes = Routes::new(&settings.tun_name);
+    for e in routes.sync(&settings.remote_prefixes) {
+        tracing::warn!(error = %e, "route install");
+    }
+    match kernel::enable_ipv4_forwarding() {
+        Ok(true) => tracing::info!("IPv4 forwarding enabled"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot enable IPv4 forwarding"),
+    }
+
+    let (tx, mut rx) = mpsc::channel::<Ctl>(64);
+    let control_task = accept_loop(control, tx.clone(), false);
+    let uapi_task = accept_loop(uapi_l, tx, true);
+
+    let mut gw = Gateway::new(settings, Instant::now());
+    let st = gw.status(Instant::now(), SystemTime::now());
+    tracing::info!(
+        gateway = %st.name, tun = %st.tun_name, address = %st.address,
+        port = st.listen_port, public_key = %st.public_key, peers = st.peers.len(),
+        "ipieced running"
+    );
+
+    let mut udp_buf = vec![0u8; BUF];
+    let mut tun_buf = vec![0u8; BUF];
+    let mut work = vec![0u8; BUF + 256];
+    let mut drops = 0u64;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    loop {
+        tokio::select! {
+            r = udp.recv_from(&mut udp_buf) => {
+                let mut next = Some(r);
+                let mut n = 0;
+                while let Some(r) = next.take() {
+                    match r {
+                        Ok((len, from)) => {
+                            let mut io = ShellIo { udp: &udp, tun: &tun, drops: &mut drops };
+                            gw.handle_datagram(from, &udp_buf[..len], &mut work, &mut io);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => { tracing::debug!(error = %e, "udp recv"); break; }
+                    }
+                    n += 1;
+                    if n < BATCH { next = Some(udp.try_recv_from(&mut udp_buf)); }
+                }
+            }
+            r = tun.recv(&mut tun_buf) => {
+                let mut next = Some(r);
+                let mut n = 0;
+                while let Some(r) = next.take() {
+                    match r {
+                        Ok(len) => {
+                            let mut io = ShellIo { udp: &udp, tun: &tun, drops: &mut drops };
+                            gw.handle_tun_packet(&tun_buf[..len], &mut work, &mut io);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => { tracing::warn!(error = %e, "tun recv"); break; }
+                    }
+                    n += 1;
+                    if n < BATCH { next = Some(tun.try_recv(&mut tun_buf)); }
+                }
+            }
+            _ = tick.tick() => {
+                let mut io = ShellIo { udp: &udp, tun: &tun, drops: &mut drops };
+                gw.tick(Instant::now(), SystemTime::now(), &mut work, &mut io);
+            }
+            Some(msg) = rx.recv() => match msg {
+                Ctl::Control(Request::Status, reply) => {
+                    let _ = reply.send(Response::Status(Box::new(gw.status(Instant::now(), SystemTime::now()))));
+                }
+                Ctl::Control(Request::Reload, reply) => {
+                    let _ = reply.send(reload(&path, &mut gw, &mut routes));
+                }
+                Ctl::UapiGet(reply) => {
+                    let _ = reply.send(uapi::render_get(&gw, Instant::now(), SystemTime::now()));
+                }
+            },
+            _ = sighup.recv() => {
+                tracing::info!("SIGHUP: reloading {}", path.display());
+                let _ = reload(&path, &mut gw, &mut routes);
+            }
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+        }
+    }
+    control_task.abort();
+    uapi_task.abort();
+    for e in routes.clear() {
+        tracing::warn!(error = %e, "route cleanup");
+    }
+    drop(tun);
+    if drops > 0 {
+        tracing::info!(
+            drops,
+            "packets dropped on full socket buffers during the run"
+        );
+    }
+    tracing::info!("ipieced stopped");
+    Ok(())
+}

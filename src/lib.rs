@@ -1,0 +1,19 @@
+//! ipiece: a site-to-site VPN gateway appliance.
+//!
+//! Layers (see the README's architecture section):
+//! - [`config`]: the TOML model, validation with file:line:column, atomic edits.
+//! - [`wg`]: WireGuard peers around boringtun's `Tunn` (index and key lookup,
+//!   allowed IPs both ways, roaming), client-config rendering.
+//! - [`gateway`]: the sans-IO core joining peers and routes: datagrams, TUN
+//!   packets, ticks and config changes in; datagrams, TUN packets, events out.
+//! - [`dataplane`]: the thin tokio shell (UDP, TUN, timers, signals).
+//! - [`control`]: the JSON control protocol over a Unix socket, and the
+//!   WireGuard cross-platform userspace API (`wg show`).
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod control;
+pub mod dataplane;
+pub mod gateway;
+pub mod wg;

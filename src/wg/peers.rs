@@ -1,0 +1,548 @@
+//! The table of WireGuard peers, each a boringtun `Tunn`, and every duty the
+//! embedder of `Tunn` owns (see STYLE.md "what an embedder owns"):
+//!
+//! 1. `update_timers` for every peer on each tick (100-250 ms) ([`PeerTable::tick`]);
+//! 2. one shared `RateLimiter`, `reset_count` every second;
+//! 3. a unique 24-bit index per peer: responses and data are routed by
+//!    `receiver_idx >> 8`, initiations by the initiator's static key
+//!    (`parse_handshake_anon`);
+//! 4. allowed IPs in both directions: outbound the destination selects the
+//!    peer, inbound the source must belong to the peer that decrypted it
+//!    (WireGuard whitepaper, section 2, "cryptokey routing");
+//! 5. queued packets flushed after a handshake (`decapsulate(None, &[])`
+//!    until `Done`);
+//! 6. the endpoint follows every authenticated datagram (roaming, whitepaper
+//!    section 2.1);
+//! 7. buffers of at least `len + 32` and 148 bytes.
+
+use crate::config::Key;
+use crate::gateway::Io;
+use crate::wg::AllowedIps;
+use boringtun::noise::errors::WireGuardError;
+use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::noise::{Packet, Tunn, TunnResult};
+use boringtun::x25519::{PublicKey, StaticSecret};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Handshake initiations per second before the gateway demands cookies
+/// (boringtun's device uses the same order of magnitude). Initiations are
+/// counted twice (once here to find the peer, once inside `Tunn`).
+const HANDSHAKE_RATE_LIMIT: u64 = 200;
+
+/// Smallest buffer `Tunn` accepts for handshake messages.
+pub const MIN_BUF: usize = 148;
+
+/// What the gateway needs to run one peer; built from the config and the
+/// key files it names.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PeerSettings {
+    /// The peer's name from the config.
+    pub name: String,
+    /// The peer's static public key (its identity).
+    pub public_key: Key,
+    /// The preshared key, if any.
+    pub psk: Option<Key>,
+    /// Prefixes the peer may send from and that are routed to it.
+    pub allowed_ips: Vec<IpNet>,
+    /// Persistent keepalive in seconds, 0 = off.
+    pub keepalive: u16,
+}
+
+impl std::fmt::Debug for PeerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerSettings")
+            .field("name", &self.name)
+            .field("public_key", &self.public_key.to_string())
+            .field("psk", &self.psk.as_ref().map(|_| "(hidden)"))
+            .field("allowed_ips", &self.allowed_ips)
+            .field("keepalive", &self.keepalive)
+            .finish()
+    }
+}
+
+/// Per-peer counters beyond `Tunn`'s own.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerCounters {
+    /// Decrypted packets whose source was outside the peer's allowed IPs.
+    pub rx_not_allowed: u64,
+    /// Datagrams addressed to this peer's session that failed to decrypt or
+    /// replayed (wrong key, bad tag, duplicate counter...).
+    pub rx_invalid: u64,
+    /// Outbound packets dropped because the peer has no known endpoint yet.
+    pub tx_no_endpoint: u64,
+    /// Number of completed handshakes observed.
+    pub handshakes: u64,
+}
+
+/// Gateway-wide WireGuard counters.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WgCounters {
+    /// Datagrams that did not parse as WireGuard messages.
+    pub rx_malformed: u64,
+    /// Datagrams with a valid shape but for no known peer or session.
+    pub rx_unknown_peer: u64,
+    /// Handshake initiations refused (bad MAC, under load, unknown key).
+    pub rx_handshake_refused: u64,
+    /// Cookie replies sent because the gateway was under load.
+    pub cookies_sent: u64,
+    /// Packets from the TUN with no peer for their destination.
+    pub tx_no_route: u64,
+}
+
+/// One peer's state for `wgctl status` and the WireGuard UAPI.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerStatus {
+    /// Peer name.
+    pub name: String,
+    /// Base64 public key.
+    pub public_key: String,
+    /// Whether a preshared key is in use (never the key itself).
+    pub has_psk: bool,
+    /// Current endpoint (where the last authenticated datagram came from).
+    pub endpoint: Option<SocketAddr>,
+    /// Allowed IPs.
+    pub allowed_ips: Vec<IpNet>,
+    /// Persistent keepalive, seconds (0 = off).
+    pub keepalive: u16,
+    /// Unix time of the last completed handshake, seconds and nanoseconds.
+    pub last_handshake_unix: Option<(u64, u32)>,
+    /// Seconds since the last completed handshake.
+    pub last_handshake_age_secs: Option<f64>,
+    /// Whether a session is currently established.
+    pub session: bool,
+    /// Bytes received (decrypted payload).
+    pub rx_bytes: u64,
+    /// Bytes sent (payload before encryption).
+    pub tx_bytes: u64,
+    /// Estimated packet loss (0..1) reported by `Tunn`.
+    pub loss: f32,
+    /// Round-trip time of the last handshake, in milliseconds.
+    pub rtt_ms: Option<u32>,
+    /// Further counters.
+    pub counters: PeerCounters,
+}
+
+struct Peer {
+    settings: PeerSettings,
+    index: u32,
+    tunn: Tunn,
+    endpoint: Option<SocketAddr>,
+    counters: PeerCounters,
+    /// `time_since_last_handshake` seen at the previous tick, to notice new
+    /// handshakes and pin their wall-clock time once (so that it does not
+    /// jitter between queries).
+    prev_since: Option<Duration>,
+    last_handshake_at: Option<SystemTime>,
+}
+
+/// The peers of one WireGuard interface.
+pub struct PeerTable {
+    private: StaticSecret,
+    public: PublicKey,
+    rate_limiter: Arc<RateLimiter>,
+    peers: HashMap<u32, Peer>,
+    by_key: HashMap<[u8; 32], u32>,
+    allowed: AllowedIps<u32>,
+    next_index: u32,
+    last_rate_reset: Option<Instant>,
+    counters: WgCounters,
+    cookie_buf: Vec<u8>,
+}
+
+/// What [`PeerTable::apply`] changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyReport {
+    /// Peers added.
+    pub added: Vec<String>,
+    /// Peers removed (their sessions are cut).
+    pub removed: Vec<String>,
+    /// Peers whose session had to be restarted (PSK or keepalive changed).
+    pub restarted: Vec<String>,
+    /// Peers updated in place (name or allowed IPs), session kept.
+    pub updated: Vec<String>,
+    /// Peers left untouched.
+    pub unchanged: usize,
+}
+
+fn wg_err(e: &WireGuardError) -> String {
+    format!("{e:?}")
+}
+
+impl PeerTable {
+    /// An empty table for the interface with `private_key`.
+    pub fn new(private_key: &Key) -> PeerTable {
+        let private = StaticSecret::from(private_key.0);
+        let public = PublicKey::from(&private);
+        PeerTable {
+            rate_limiter: Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT)),
+            private,
+            public,
+            peers: HashMap::new(),
+            by_key: HashMap::new(),
+            allowed: AllowedIps::new(),
+            next_index: 1,
+            last_rate_reset: None,
+            counters: WgCounters::default(),
+            cookie_buf: vec![0u8; 64],
+        }
+    }
+
+    /// The interface's public key.
+    pub fn public_key(&self) -> Key {
+        Key(*self.public.as_bytes())
+    }
+
+    /// Gateway-wide counters.
+    pub fn counters(&self) -> WgCounters {
+        self.counters
+    }
+
+    /// Number of peers.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether the table has no peers.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    fn alloc_index(&mut self) -> u32 {
+        // 24-bit indices, never 0, never one in use.
+        loop {
+            let i = self.next_index & 0x00ff_ffff;
+            self.next_index = self.next_index.wrapping_add(1);
+            if i != 0 && !self.peers.contains_key(&i) {
+                return i;
+            }
+        }
+    }
+
+    fn new_tunn(&self, s: &PeerSettings, index: u32) -> Tunn {
+        Tunn::new(
+            self.private.clone(),
+            PublicKey::from(s.public_key.0),
+            s.psk.as_ref().map(|k| k.0),
+            (s.keepalive > 0).then_some(s.keepalive),
+            index,
+            Some(self.rate_limiter.clone()),
+        )
+    }
+
+    fn insert(&mut self, s: PeerSettings) {
+        let index = self.alloc_index();
+        let tunn = self.new_tunn(&s, index);
+        for net in &s.allowed_ips {
+            self.allowed.insert(*net, index);
+        }
+        self.by_key.insert(s.public_key.0, index);
+        self.peers.insert(
+            index,
+            Peer {
+                settings: s,
+                index,
+                tunn,
+                endpoint: None,
+                counters: PeerCounters::default(),
+                prev_since: None,
+                last_handshake_at: None,
+            },
+        );
+    }
+
+    fn remove_index(&mut self, index: u32) -> Option<Peer> {
+        let p = self.peers.remove(&index)?;
+        self.by_key.remove(&p.settings.public_key.0);
+        self.allowed.retain(|i| *i != index);
+        Some(p)
+    }
+
+    /// Makes the table match `wanted`, touching only what differs: a peer is
+    /// identified by its public key; unchanged peers keep their session,
+    /// endpoint and counters; a changed PSK or keepalive restarts the
+    /// session; removed peers are cut at once.
+    pub fn apply(&mut self, wanted: Vec<PeerSettings>) -> ApplyReport {
+        let mut report = ApplyReport::default();
+        let wanted_keys: std::collections::HashSet<[u8; 32]> =
+            wanted.iter().map(|p| p.public_key.0).collect();
+        let gone: Vec<u32> = self
+            .peers
+            .values()
+            .filter(|p| !wanted_keys.contains(&p.settings.public_key.0))
+            .map(|p| p.index)
+            .collect();
+        for index in gone {
+            if let Some(p) = self.remove_index(index) {
+                tracing::info!(peer = %p.settings.name, "peer removed, session cut");
+                report.removed.push(p.settings.name);
+            }
+        }
+        for s in wanted {
+            let Some(&index) = self.by_key.get(&s.public_key.0) else {
+                tracing::info!(peer = %s.name, allowed_ips = ?s.allowed_ips, "peer added");
+                report.added.push(s.name.clone());
+                self.insert(s);
+                continue;
+            };
+            let cur = &self.peers[&index].settings;
+            if *cur == s {
+                report.unchanged += 1;
+                continue;
+            }
+            if cur.psk != s.psk || cur.keepalive != s.keepalive {
+                let tunn = self.new_tunn(&s, index);
+                let p = self.peers.get_mut(&index).expect("indexed peer");
+                p.tunn = tunn;
+                p.prev_since = None;
+                tracing::info!(peer = %s.name, "peer's PSK or keepalive changed, session restarted");
+                report.restarted.push(s.name.clone());
+            } else {
+                tracing::info!(peer = %s.name, "peer updated in place");
+                report.updated.push(s.name.clone());
+            }
+            self.allowed.retain(|i| *i != index);
+            for net in &s.allowed_ips {
+                self.allowed.insert(*net, index);
+            }
+            self.peers.get_mut(&index).expect("indexed peer").settings = s;
+        }
+        report
+    }
+
+    /// Handles one UDP datagram from `from`. Handshake replies and flushed
+    /// packets go out through `io`; a decrypted IP packet is left at the
+    /// start of `buf` and its length returned, once its source has been
+    /// checked against the sender's allowed IPs.
+    ///
+    /// `buf` must hold at least `data.len() + 32` and [`MIN_BUF`] bytes.
+    pub fn handle_datagram(
+        &mut self,
+        from: SocketAddr,
+        data: &[u8],
+        buf: &mut [u8],
+        io: &mut impl Io,
+    ) -> Option<usize> {
+        let packet = match Tunn::parse_incoming_packet(data) {
+            Ok(p) => p,
+            Err(_) => {
+                self.counters.rx_malformed += 1;
+                return None;
+            }
+        };
+        let index = match packet {
+            Packet::HandshakeInit(ref init) => {
+                // MAC1 and load check first, then the (costly) DH to learn
+                // who is calling; an unknown key is dropped silently.
+                match self
+                    .rate_limiter
+                    .verify_packet(Some(from.ip()), data, &mut self.cookie_buf)
+                {
+                    Ok(_) => {}
+                    Err(TunnResult::WriteToNetwork(cookie)) => {
+                        self.counters.cookies_sent += 1;
+                        io.send_udp(from, cookie);
+                        return None;
+                    }
+                    Err(_) => {
+                        self.counters.rx_handshake_refused += 1;
+                        return None;
+                    }
+                }
+                match parse_handshake_anon(&self.private, &self.public, init) {
+                    Ok(half) => match self.by_key.get(&half.peer_static_public) {
+                        Some(i) => *i,
+                        None => {
+                            self.counters.rx_handshake_refused += 1;
+                            tracing::debug!(%from, "handshake from an unknown public key");
+                            return None;
+                        }
+                    },
+                    Err(_) => {
+                        self.counters.rx_handshake_refused += 1;
+                        return None;
+                    }
+                }
+            }
+            Packet::HandshakeResponse(ref r) => r.receiver_idx >> 8,
+            Packet::PacketCookieReply(ref c) => c.receiver_idx >> 8,
+            Packet::PacketData(ref d) => d.receiver_idx >> 8,
+        };
+        let Some(peer) = self.peers.get_mut(&index) else {
+            self.counters.rx_unknown_peer += 1;
+            return None;
+        };
+        match peer.tunn.decapsulate(Some(from.ip()), data, buf) {
+            TunnResult::Done => {
+                peer.roam(from);
+                None
+            }
+            TunnResult::Err(e) => {
+                peer.counters.rx_invalid += 1;
+                tracing::debug!(peer = %peer.settings.name, %from, error = %wg_err(&e), "datagram refused");
+                None
+            }
+            TunnResult::WriteToNetwork(reply) => {
+                peer.roam(from);
+                io.send_udp(from, reply);
+                // Flush what was queued while the handshake was pending.
+                for _ in 0..1024 {
+                    match peer.tunn.decapsulate(None, &[], buf) {
+                        TunnResult::WriteToNetwork(p) => io.send_udp(from, p),
+                        _ => break,
+                    }
+                }
+                None
+            }
+            TunnResult::WriteToTunnelV4(p, src) => {
+                let len = p.len();
+                peer.roam(from);
+                if self.allowed.lookup(IpAddr::V4(src)) == Some(&index) {
+                    Some(len)
+                } else {
+                    peer.counters.rx_not_allowed += 1;
+                    tracing::debug!(peer = %peer.settings.name, %src, "source outside the peer's allowed IPs, dropped");
+                    None
+                }
+            }
+            TunnResult::WriteToTunnelV6(p, src) => {
+                let len = p.len();
+                peer.roam(from);
+                if self.allowed.lookup(IpAddr::V6(src)) == Some(&index) {
+                    Some(len)
+                } else {
+                    peer.counters.rx_not_allowed += 1;
+                    None
+                }
+            }
+        }
+    }
+
+    /// Whether `dst` is routed to one of the peers.
+    pub fn routes(&self, dst: IpAddr) -> bool {
+        self.allowed.lookup(dst).is_some()
+    }
+
+    /// Encrypts an IP packet for the peer owning its destination and sends
+    /// it (or a handshake initiation, while the packet waits in `Tunn`'s
+    /// queue). Returns false when no peer owns the destination.
+    pub fn handle_packet(&mut self, packet: &[u8], buf: &mut [u8], io: &mut impl Io) -> bool {
+        let Some(dst) = Tunn::dst_address(packet) else {
+            return false;
+        };
+        let Some(&index) = self.allowed.lookup(dst) else {
+            self.counters.tx_no_route += 1;
+            return false;
+        };
+        let peer = self
+            .peers
+            .get_mut(&index)
+            .expect("allowed IPs point at live peers");
+        match peer.tunn.encapsulate(packet, buf) {
+            TunnResult::WriteToNetwork(out) => match peer.endpoint {
+                Some(ep) => io.send_udp(ep, out),
+                None => peer.counters.tx_no_endpoint += 1,
+            },
+            TunnResult::Err(e) => {
+                tracing::debug!(peer = %peer.settings.name, error = %wg_err(&e), "encapsulate failed");
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Runs the timers of every peer (call every 100-250 ms) and resets the
+    /// rate limiter once a second.
+    pub fn tick(&mut self, now: Instant, wall: SystemTime, buf: &mut [u8], io: &mut impl Io) {
+        if self
+            .last_rate_reset
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            self.rate_limiter.reset_count();
+            self.last_rate_reset = Some(now);
+        }
+        for peer in self.peers.values_mut() {
+            match peer.tunn.update_timers(buf) {
+                TunnResult::WriteToNetwork(out) => {
+                    if let Some(ep) = peer.endpoint {
+                        io.send_udp(ep, out);
+                    }
+                }
+                TunnResult::Err(WireGuardError::ConnectionExpired) => {
+                    tracing::debug!(peer = %peer.settings.name, "session expired");
+                }
+                TunnResult::Err(e) => {
+                    tracing::debug!(peer = %peer.settings.name, error = %wg_err(&e), "timer error");
+                }
+                _ => {}
+            }
+            peer.observe_handshake(wall);
+        }
+    }
+
+    /// Status of every peer, sorted by name.
+    pub fn status(&self, wall: SystemTime) -> Vec<PeerStatus> {
+        let mut v: Vec<PeerStatus> = self.peers.values().map(|p| p.status(wall)).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+}
+
+impl Peer {
+    fn roam(&mut self, from: SocketAddr) {
+        if self.endpoint != Some(from) {
+            if let Some(old) = self.endpoint {
+                tracing::info!(peer = %self.settings.name, %old, new = %from, "peer roamed");
+            } else {
+                tracing::info!(peer = %self.settings.name, endpoint = %from, "peer endpoint learned");
+            }
+            self.endpoint = Some(from);
+        }
+    }
+
+    fn observe_handshake(&mut self, wall: SystemTime) {
+        let since = self.tunn.time_since_last_handshake();
+        if let Some(s) = since {
+            if self.prev_since.is_none_or(|p| s < p) {
+                self.last_handshake_at = wall.checked_sub(s);
+                self.counters.handshakes += 1;
+                tracing::info!(peer = %self.settings.name, endpoint = ?self.endpoint, "handshake completed");
+            }
+        }
+        self.prev_since = since;
+    }
+
+    fn status(&self, wall: SystemTime) -> PeerStatus {
+        let (since, tx, rx, loss, rtt) = self.tunn.stats();
+        let unix = self.last_handshake_at.and_then(|t| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .ok()
+                .map(|d| (d.as_secs(), d.subsec_nanos()))
+        });
+        let age = self
+            .last_handshake_at
+            .and_then(|t| wall.duration_since(t).ok())
+            .map(|d| d.as_secs_f64());
+        PeerStatus {
+            name: self.settings.name.clone(),
+            public_key: self.settings.public_key.to_string(),
+            has_psk: self.settings.psk.is_some(),
+            endpoint: self.endpoint,
+            allowed_ips: self.settings.allowed_ips.clone(),
+            keepalive: self.settings.keepalive,
+            last_handshake_unix: unix,
+            last_handshake_age_secs: age,
+            session: since.is_some(),
+            rx_bytes: rx as u64,
+            tx_bytes: tx as u64,
+            loss,
+            rtt_ms: rtt,
+            counters: self.counters,
+        }
+    }
+}
