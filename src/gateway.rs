@@ -109,7 +109,10 @@ impl Settings {
                 public_key: p.public_key,
                 psk,
                 allowed_ips: vec![IpNet::from(p.address)],
-                keepalive: p.keepalive,
+                // The laptop keeps its NAT mapping open (PersistentKeepalive
+                // in its client config); the gateway answers, like a wg-quick
+                // server, and sends no keepalives to endpoints that may be gone.
+                keepalive: 0,
             });
         }
         Ok(Settings {

@@ -179,17 +179,14 @@ fn run(cli: &Cli) -> Result<()> {
         Cmd::Enable { name } => set_enabled(path, name, true),
         Cmd::Disable { name } => set_enabled(path, name, false),
         Cmd::Status { json } => status(path, *json),
-        Cmd::Reload => {
-            let cfg = load(path)?;
-            match ask(&cfg, &Request::Reload)? {
-                Response::Reloaded(o) => {
-                    print_reload(&o);
-                    Ok(())
-                }
-                Response::Error { message } => Err(message),
-                other => Err(format!("unexpected answer from ipieced: {other:?}")),
+        Cmd::Reload => match ask(path, &Request::Reload)? {
+            Response::Reloaded(o) => {
+                print_reload(&o);
+                Ok(())
             }
-        }
+            Response::Error { message } => Err(message),
+            other => Err(format!("unexpected answer from ipieced: {other:?}")),
+        },
     }
 }
 
@@ -197,8 +194,30 @@ fn load(path: &Path) -> Result<Config> {
     Config::load(path).map_err(|e| format!("{} is invalid:\n{e}", path.display()))
 }
 
-fn ask(cfg: &Config, req: &Request) -> Result<Response> {
-    client::request(&cfg.gateway.control_socket, req, DAEMON_TIMEOUT).map_err(|e| e.to_string())
+/// The daemon's control socket, read loosely so that a file that no longer
+/// validates still reaches the daemon (which then reports the errors).
+fn control_socket(path: &Path) -> PathBuf {
+    if let Ok(cfg) = Config::load(path) {
+        return cfg.gateway.control_socket;
+    }
+    let loose = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.parse::<toml_edit::DocumentMut>().ok())
+        .and_then(|d| {
+            d.get("gateway")
+                .and_then(|g| g.get("control_socket"))
+                .and_then(|v| v.as_str())
+                .map(PathBuf::from)
+        });
+    match loose {
+        Some(p) if p.is_absolute() => p,
+        Some(p) => config_dir(path).join(p),
+        None => PathBuf::from(ipiece::config::DEFAULT_CONTROL_SOCKET),
+    }
+}
+
+fn ask(path: &Path, req: &Request) -> Result<Response> {
+    client::request(&control_socket(path), req, DAEMON_TIMEOUT).map_err(|e| e.to_string())
 }
 
 fn print_reload(o: &ipiece::gateway::ApplyOutcome) {
@@ -219,12 +238,7 @@ fn print_reload(o: &ipiece::gateway::ApplyOutcome) {
 /// Applies the file to the daemon if one is running; a daemon that is not
 /// running is not an error (the file is the source of truth).
 fn apply_to_daemon(path: &Path) -> Result<()> {
-    let cfg = load(path)?;
-    match client::request(
-        &cfg.gateway.control_socket,
-        &Request::Reload,
-        DAEMON_TIMEOUT,
-    ) {
+    match client::request(&control_socket(path), &Request::Reload, DAEMON_TIMEOUT) {
         Ok(Response::Reloaded(o)) => {
             eprint!("ipieced: ");
             let p = &o.peers;
@@ -573,8 +587,7 @@ fn human_age(secs: f64) -> String {
 }
 
 fn status(path: &Path, json: bool) -> Result<()> {
-    let cfg = load(path)?;
-    let st: GatewayStatus = match ask(&cfg, &Request::Status)? {
+    let st: GatewayStatus = match ask(path, &Request::Status)? {
         Response::Status(s) => *s,
         Response::Error { message } => return Err(message),
         other => return Err(format!("unexpected answer from ipieced: {other:?}")),
@@ -614,14 +627,22 @@ fn status(path: &Path, json: bool) -> Result<()> {
                 .join(", ")
         );
     }
-    let disabled: Vec<&str> = cfg
-        .peers
-        .iter()
-        .filter(|p| !p.enabled)
-        .map(|p| p.name.as_str())
-        .collect();
-    if !disabled.is_empty() {
-        println!("  disabled in the file: {}", disabled.join(", "));
+    match Config::load(path) {
+        Ok(cfg) => {
+            let disabled: Vec<&str> = cfg
+                .peers
+                .iter()
+                .filter(|p| !p.enabled)
+                .map(|p| p.name.as_str())
+                .collect();
+            if !disabled.is_empty() {
+                println!("  disabled in the file: {}", disabled.join(", "));
+            }
+        }
+        Err(e) => println!(
+            "  warning: {} does not validate (the daemon runs its last good configuration):\n{e}",
+            path.display()
+        ),
     }
     let w = &st.wireguard;
     let c = &st.counters;

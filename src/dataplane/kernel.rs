@@ -21,7 +21,14 @@ pub fn create_tun(name: &str, address: IpNet, mtu: u16) -> io::Result<AsyncDevic
         IpNet::V4(a) => b.ipv4(a.addr(), a.prefix_len(), None),
         IpNet::V6(a) => b.ipv6(a.addr(), a.prefix_len()),
     };
-    b.build_async()
+    let dev = b.build_async()?;
+    if address.addr().is_ipv4() {
+        // An IPv4-only tunnel: no IPv6 link-local address, no router
+        // solicitations for the peers to drop.
+        let knob = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+        let _ = std::fs::write(knob, "1\n");
+    }
+    Ok(dev)
 }
 
 fn ip(args: &[&str]) -> io::Result<()> {
