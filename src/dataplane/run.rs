@@ -221,6 +221,22 @@ fn accept_loop(
     })
 }
 
+/// Socket buffer size for the WireGuard port: bursts from many laptops must
+/// not overflow the receive queue while the loop is busy (wireguard-go uses
+/// 7 MiB). The `*FORCE` variants pass `net.core.rmem_max` with
+/// CAP_NET_ADMIN; without it the plain option is capped by the kernel.
+const SOCKET_BUFFER: usize = 7 << 20;
+
+fn size_socket_buffers(udp: &UdpSocket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    if setsockopt(udp, sockopt::RcvBufForce, &SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(udp, sockopt::RcvBuf, &SOCKET_BUFFER);
+    }
+    if setsockopt(udp, sockopt::SndBufForce, &SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(udp, sockopt::SndBuf, &SOCKET_BUFFER);
+    }
+}
+
 /// Re-reads the config and applies the difference; on any error the running
 /// configuration stays and the error is returned for the caller.
 fn reload(path: &Path, gw: &mut Gateway, routes: &mut Routes) -> Response {
@@ -271,6 +287,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
             port: settings.listen_port,
             source,
         })?;
+    size_socket_buffers(&udp);
     let (control, _control_file) = bind_unix(&settings.control_socket)?;
     let (uapi_l, _uapi_file) = bind_unix(&uapi::socket_path(&settings.tun_name))?;
     let tun = kernel::create_tun(&settings.tun_name, settings.address, settings.mtu).map_err(
