@@ -16,4 +16,6 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod gateway;
+pub mod ike;
 pub mod wg;
+pub mod wire;
