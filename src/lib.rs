@@ -15,6 +15,7 @@
 pub mod config;
 pub mod control;
 pub mod dataplane;
+pub mod esp;
 pub mod gateway;
 pub mod ike;
 pub mod wg;
