@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# test.sh - every check and test of ipiece, as CI runs it (`bash .ci/run`).
+#
+#   1. dependencies: Debian packages the tests use (only if a command is
+#      missing), rustfmt and clippy (only if missing), /dev/net/tun
+#   2. cargo fmt --check
+#   3. cargo clippy --all-targets -- -D warnings
+#   4. cargo test --all-targets --no-fail-fast (dev profile; the integration tests in tests/
+#      need root and network namespaces)
+#
+# Build output goes to $CARGO_TARGET_DIR (default /var/cache/ipiece-ci/target,
+# outside the clone so later runs reuse it); long logs go to
+# $CARGO_TARGET_DIR/ci-logs/ and only their tails are printed on failure.
+# Namespaces named ipt-<pid>-... whose test process <pid> is gone (left by a
+# killed run) are deleted before and after the tests; nothing else is touched.
+# Env: TEST_TIMEOUT (seconds for `cargo test`, default 1800), extra arguments
+# are passed to `cargo test` (e.g. scripts/test.sh config::).
+set -euo pipefail
+
+LOG_TAG="test"
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+ROOT=$(repo_root)
+cd "$ROOT"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/ipiece-ci/target}
+export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+TEST_TIMEOUT=${TEST_TIMEOUT:-1800}
+TEST_NS_PREFIX=ipt- # the integration tests' namespaces; nothing else is touched
+LOGDIR=$CARGO_TARGET_DIR/ci-logs
+mkdir -p "$LOGDIR"
+START=$SECONDS
+
+step_failed() { # step_failed NAME LOG : print the log's tail, exit 1
+  printf '\n---- last lines of %s ----\n' "$2"
+  tail -n "${3:-60}" "$2"
+  printf '\nFAILED: %s (full log: %s)\n' "$1" "$2"
+  exit 1
+}
+
+# test_namespaces_stale : the namespaces of our test prefix whose test process
+# is gone. The tests name them ipt-<pid>-<n>-<role>; one whose <pid> is alive
+# belongs to a test running right now (another cargo test on this machine)
+# and is left alone.
+test_namespaces_stale() {
+  local ns pid
+  command -v ip >/dev/null 2>&1 || return 0
+  for ns in $(ip netns list 2>/dev/null | awk -v p="$TEST_NS_PREFIX" 'index($1, p) == 1 { print $1 }'); do
+    pid=${ns#"$TEST_NS_PREFIX"}
+    pid=${pid%%-*}
+    case $pid in '' | *[!0-9]*) ;; *) kill -0 "$pid" 2>/dev/null && continue ;; esac
+    echo "$ns"
+  done
+}
+
+# remove the namespaces an earlier (killed) test run left behind; only ours
+clean_test_namespaces() {
+  local ns pids
+  for ns in $(test_namespaces_stale); do
+    pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
+    log "removing leftover namespace $ns${pids:+ (processes still inside: $pids)}"
+    ip netns del "$ns" || log "warning: could not delete $ns"
+  done
+}
+
+# ------------------------------------------------------------------ deps -----
+section "environment"
+echo "repo: $ROOT  commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
+echo "user: $(id -un)  CI: ${CI:-no}  cpus: $(nproc)  kernel: $(uname -r)"
+echo "target dir: $CARGO_TARGET_DIR"
+
+section "dependencies"
+ensure_commands \
+  ip:iproute2 nft:nftables wg:wireguard-tools wireguard-go:wireguard-go \
+  ping:iputils-ping iperf3:iperf3 jq:jq ps:procps python3:python3
+for comp in rustfmt:fmt clippy:clippy; do
+  if ! cargo "${comp#*:}" --version >/dev/null 2>&1; then
+    log "installing rustup component ${comp%%:*}"
+    rustup component add "${comp%%:*}" || die "rustup component add ${comp%%:*} failed"
+  fi
+done
+if [ "$(id -u)" -eq 0 ]; then
+  ensure_tun_device
+else
+  log "warning: not root: the integration tests that need network namespaces will fail or skip"
+fi
+echo "$(cargo --version); $(rustc --version)"
+echo "$(cargo fmt --version); $(cargo clippy --version)"
+echo "$(wireguard-go --version 2>/dev/null | head -n 1); $(wg --version 2>/dev/null)"
+
+# ------------------------------------------------------------------ fmt ------
+section "cargo fmt --check"
+if ! cargo fmt --all --check -- --color never >"$LOGDIR/fmt.log" 2>&1; then
+  step_failed "cargo fmt --check (run: cargo fmt --all)" "$LOGDIR/fmt.log" 120
+fi
+echo "ok"
+
+# ------------------------------------------------------------------ clippy ---
+section "cargo clippy --all-targets -- -D warnings"
+if ! cargo clippy --all-targets -- -D warnings >"$LOGDIR/clippy.log" 2>&1; then
+  # the diagnostics, without the long list of crates compiled
+  grep -v -E '^ *(Compiling|Checking|Downloaded|Downloading|Locking|Adding|Updating) ' "$LOGDIR/clippy.log" \
+    >"$LOGDIR/clippy-diagnostics.log" || true
+  step_failed "cargo clippy" "$LOGDIR/clippy-diagnostics.log" 150
+fi
+tail -n 1 "$LOGDIR/clippy.log"
+
+# ------------------------------------------------------------------ tests ----
+section "cargo test --all-targets: build"
+if ! cargo test --all-targets --no-run >"$LOGDIR/test-build.log" 2>&1; then
+  step_failed "cargo test build" "$LOGDIR/test-build.log" 100
+fi
+grep -E '^ *Finished ' "$LOGDIR/test-build.log" | tail -n 1 || true
+
+section "cargo test --all-targets: run (timeout ${TEST_TIMEOUT}s)"
+clean_test_namespaces
+trap clean_test_namespaces EXIT
+rc=0
+# with pipefail the status is timeout's (cargo's, or 124 on timeout), not tee's
+timeout --kill-after=30 "$TEST_TIMEOUT" cargo test --all-targets --no-fail-fast "$@" 2>&1 | tee "$LOGDIR/test.log" || rc=$?
+leftover=$(test_namespaces_stale | tr '\n' ' ')
+[ -z "$leftover" ] || log "warning: tests left namespaces behind: $leftover(removed now)"
+
+# one closing line over all test binaries
+awk '/^test result: / {
+       for (i = 1; i <= NF; i++) {
+         if ($(i) ~ /^passed;?$/) p += $(i - 1)
+         if ($(i) ~ /^failed;?$/) f += $(i - 1)
+         if ($(i) ~ /^ignored;?$/) s += $(i - 1)
+       }
+       n++
+     }
+     END { printf "\n(%d test binaries)\ntotal: %d passed, %d failed, %d skipped\n", n, p, f, s }' "$LOGDIR/test.log"
+if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+  echo "FAILED: cargo test timed out after ${TEST_TIMEOUT}s"
+  exit 1
+elif [ "$rc" -ne 0 ]; then
+  echo "FAILED: cargo test (exit $rc; log: $LOGDIR/test.log)"
+  exit 1
+fi
+
+section "all checks passed in $((SECONDS - START))s"
