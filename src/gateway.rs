@@ -358,6 +358,9 @@ mod tests {
         laptop: Laptop,
         buf: Vec<u8>,
         lbuf: Vec<u8>,
+        /// Bytes of every datagram the laptop sent and the gateway sent back.
+        up_bytes: u64,
+        down_bytes: u64,
     }
 
     fn settings(gw_key: &Key, peers: Vec<PeerSettings>) -> Settings {
@@ -409,6 +412,8 @@ mod tests {
                 },
                 buf: vec![0u8; 70000],
                 lbuf: vec![0u8; 70000],
+                up_bytes: 0,
+                down_bytes: 0,
             },
             gw_key,
             lap_key,
@@ -432,11 +437,13 @@ mod tests {
                 }
                 let mut wire = Wire::default();
                 for d in to_gw.drain(..) {
+                    self.up_bytes += d.len() as u64;
                     self.gw
                         .handle_datagram(self.laptop.addr, &d, &mut self.buf, &mut wire);
                 }
                 tun_out.extend(wire.tun);
                 for (dst, d) in wire.udp {
+                    self.down_bytes += d.len() as u64;
                     assert_eq!(
                         dst, self.laptop.addr,
                         "gateway answers the laptop's endpoint"
@@ -467,7 +474,12 @@ mod tests {
         );
         let st = p.gw.status(Instant::now(), SystemTime::now());
         assert_eq!(st.peers[0].endpoint, Some(p.laptop.addr));
-        assert!(st.peers[0].rx_bytes > 0);
+        assert_eq!(st.peers[0].rx_payload_bytes, out[0].len() as u64);
+        // every authenticated datagram, handshakes included
+        assert_eq!(st.peers[0].rx_bytes, p.up_bytes);
+        assert!(p.up_bytes > 148 + out[0].len() as u64);
+        assert_eq!(st.peers[0].tx_bytes, p.down_bytes);
+        assert!(p.down_bytes >= 92, "at least the handshake response");
         assert_eq!(st.counters.tun_tx, 1);
     }
 

@@ -67,7 +67,7 @@ pub fn render_get(gw: &Gateway, now: Instant, wall: SystemTime) -> String {
         let _ = writeln!(out, "last_handshake_time_nsec={nsec}");
         let _ = writeln!(out, "tx_bytes={}", p.tx_bytes);
         let _ = writeln!(out, "rx_bytes={}", p.rx_bytes);
-        let _ = writeln!(out, "persistent_keepalive_interval={}", p.keepalive);
+        let _ = writeln!(out, "persistent_keepalive_interval={}", p.gateway_keepalive);
         for a in &p.allowed_ips {
             let _ = writeln!(out, "allowed_ip={a}");
         }

@@ -78,6 +78,11 @@ pub struct PeerCounters {
     pub tx_no_endpoint: u64,
     /// Number of completed handshakes observed.
     pub handshakes: u64,
+    /// Bytes of authenticated datagrams received from the peer (handshakes,
+    /// keepalives and data with WireGuard's overhead), as `wg show` counts.
+    pub rx_wire_bytes: u64,
+    /// Bytes of datagrams sent to the peer, likewise.
+    pub tx_wire_bytes: u64,
 }
 
 /// Gateway-wide WireGuard counters.
@@ -108,18 +113,24 @@ pub struct PeerStatus {
     pub endpoint: Option<SocketAddr>,
     /// Allowed IPs.
     pub allowed_ips: Vec<IpNet>,
-    /// Persistent keepalive, seconds (0 = off).
-    pub keepalive: u16,
+    /// The gateway's own persistent keepalive towards the peer, seconds
+    /// (0 = off: the laptop keeps the path open with its PersistentKeepalive).
+    pub gateway_keepalive: u16,
     /// Unix time of the last completed handshake, seconds and nanoseconds.
     pub last_handshake_unix: Option<(u64, u32)>,
     /// Seconds since the last completed handshake.
     pub last_handshake_age_secs: Option<f64>,
     /// Whether a session is currently established.
     pub session: bool,
-    /// Bytes received (decrypted payload).
+    /// Bytes received: authenticated datagrams including WireGuard's
+    /// overhead and handshakes (what kernel WireGuard and `wg show` count).
     pub rx_bytes: u64,
-    /// Bytes sent (payload before encryption).
+    /// Bytes sent, likewise.
     pub tx_bytes: u64,
+    /// Decrypted payload bytes received (inner IP packets).
+    pub rx_payload_bytes: u64,
+    /// Payload bytes sent before encryption.
+    pub tx_payload_bytes: u64,
     /// Estimated packet loss (0..1) reported by `Tunn`.
     pub loss: f32,
     /// Round-trip time of the last handshake, in milliseconds.
@@ -377,7 +388,11 @@ impl PeerTable {
             self.counters.rx_unknown_peer += 1;
             return None;
         };
-        match peer.tunn.decapsulate(Some(from.ip()), data, buf) {
+        let result = peer.tunn.decapsulate(Some(from.ip()), data, buf);
+        if !matches!(result, TunnResult::Err(_)) {
+            peer.counters.rx_wire_bytes += data.len() as u64;
+        }
+        match result {
             TunnResult::Done => {
                 peer.roam(from);
                 None
@@ -389,11 +404,15 @@ impl PeerTable {
             }
             TunnResult::WriteToNetwork(reply) => {
                 peer.roam(from);
+                peer.counters.tx_wire_bytes += reply.len() as u64;
                 io.send_udp(from, reply);
                 // Flush what was queued while the handshake was pending.
                 for _ in 0..1024 {
                     match peer.tunn.decapsulate(None, &[], buf) {
-                        TunnResult::WriteToNetwork(p) => io.send_udp(from, p),
+                        TunnResult::WriteToNetwork(p) => {
+                            peer.counters.tx_wire_bytes += p.len() as u64;
+                            io.send_udp(from, p)
+                        }
                         _ => break,
                     }
                 }
@@ -445,7 +464,10 @@ impl PeerTable {
             .expect("allowed IPs point at live peers");
         match peer.tunn.encapsulate(packet, buf) {
             TunnResult::WriteToNetwork(out) => match peer.endpoint {
-                Some(ep) => io.send_udp(ep, out),
+                Some(ep) => {
+                    peer.counters.tx_wire_bytes += out.len() as u64;
+                    io.send_udp(ep, out)
+                }
                 None => peer.counters.tx_no_endpoint += 1,
             },
             TunnResult::Err(e) => {
@@ -470,6 +492,7 @@ impl PeerTable {
             match peer.tunn.update_timers(buf) {
                 TunnResult::WriteToNetwork(out) => {
                     if let Some(ep) = peer.endpoint {
+                        peer.counters.tx_wire_bytes += out.len() as u64;
                         io.send_udp(ep, out);
                     }
                 }
@@ -534,12 +557,14 @@ impl Peer {
             has_psk: self.settings.psk.is_some(),
             endpoint: self.endpoint,
             allowed_ips: self.settings.allowed_ips.clone(),
-            keepalive: self.settings.keepalive,
+            gateway_keepalive: self.settings.keepalive,
             last_handshake_unix: unix,
             last_handshake_age_secs: age,
             session: since.is_some(),
-            rx_bytes: rx as u64,
-            tx_bytes: tx as u64,
+            rx_bytes: self.counters.rx_wire_bytes,
+            tx_bytes: self.counters.tx_wire_bytes,
+            rx_payload_bytes: rx as u64,
+            tx_payload_bytes: tx as u64,
             loss,
             rtt_ms: rtt,
             counters: self.counters,
