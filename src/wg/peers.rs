@@ -542,13 +542,18 @@ impl Peer {
 
     fn status(&self, wall: SystemTime) -> PeerStatus {
         let (since, tx, rx, loss, rtt) = self.tunn.stats();
-        let unix = self.last_handshake_at.and_then(|t| {
+        // A handshake completed since the last tick is not pinned yet: read
+        // it from `Tunn` now so that status never lags behind the traffic.
+        let last_handshake_at = match since {
+            Some(s) if self.prev_since.is_none_or(|p| s < p) => wall.checked_sub(s),
+            _ => self.last_handshake_at,
+        };
+        let unix = last_handshake_at.and_then(|t| {
             t.duration_since(SystemTime::UNIX_EPOCH)
                 .ok()
                 .map(|d| (d.as_secs(), d.subsec_nanos()))
         });
-        let age = self
-            .last_handshake_at
+        let age = last_handshake_at
             .and_then(|t| wall.duration_since(t).ok())
             .map(|d| d.as_secs_f64());
         PeerStatus {
