@@ -263,6 +263,16 @@ fn apply_to_daemon(path: &Path) -> Result<()> {
     }
 }
 
+/// Locks the file for an edit and reads it; an edit starts only from a
+/// valid file.
+fn open_editor(path: &Path) -> Result<(ConfigEditor, Config)> {
+    let editor = ConfigEditor::open(path).map_err(|e| e.to_string())?;
+    let cfg = editor
+        .config()
+        .map_err(|e| format!("{} is invalid; fix it first:\n{e}", path.display()))?;
+    Ok((editor, cfg))
+}
+
 fn config_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -351,10 +361,7 @@ fn add_peer(
             "peer name {name:?}: use 1 to 64 of A-Z a-z 0-9 _ . -"
         ));
     }
-    let mut editor = ConfigEditor::open(path).map_err(|e| e.to_string())?;
-    let cfg = editor
-        .config()
-        .map_err(|e| format!("{} is invalid; fix it first:\n{e}", path.display()))?;
+    let (mut editor, cfg) = open_editor(path)?;
     if cfg.peer(name).is_some() {
         return Err(format!(
             "a peer named {name:?} already exists in {}",
@@ -499,10 +506,7 @@ fn emit_client(
 }
 
 fn remove_peer(path: &Path, name: &str) -> Result<()> {
-    let mut editor = ConfigEditor::open(path).map_err(|e| e.to_string())?;
-    let cfg = editor
-        .config()
-        .map_err(|e| format!("{} is invalid; fix it first:\n{e}", path.display()))?;
+    let (mut editor, cfg) = open_editor(path)?;
     let peer = cfg
         .peer(name)
         .ok_or_else(|| format!("no peer named {name:?} in {}", path.display()))?
@@ -523,10 +527,7 @@ fn remove_peer(path: &Path, name: &str) -> Result<()> {
 }
 
 fn set_enabled(path: &Path, name: &str, enabled: bool) -> Result<()> {
-    let mut editor = ConfigEditor::open(path).map_err(|e| e.to_string())?;
-    let cfg = editor
-        .config()
-        .map_err(|e| format!("{} is invalid; fix it first:\n{e}", path.display()))?;
+    let (mut editor, cfg) = open_editor(path)?;
     if cfg.peer(name).is_none() {
         return Err(format!("no peer named {name:?} in {}", path.display()));
     }
