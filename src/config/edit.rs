@@ -1014,6 +1014,7 @@ address = "172.16.60.3"
                 lan_prefixes: vec![],
                 control_socket: "/x/s".into(),
                 tun_name: "ipiece0".into(),
+                public_address: None,
             },
             wireguard: WireGuardConfig {
                 listen_port: 51821,
@@ -1037,6 +1038,7 @@ address = "172.16.60.3"
                     enabled: i % 2 == 0,
                 })
                 .collect(),
+            ipsec: Default::default(),
         }
     }
 

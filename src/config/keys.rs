@@ -1,6 +1,7 @@
 //! WireGuard keys (Curve25519, RFC 7748) as they appear in the configuration:
 //! the [`Key`] newtype in standard base64, key files (checked for mode 0600),
-//! secret-file writes, and key generation.
+//! secret-file writes, and key generation; and the pre-shared key files of the
+//! IPsec tunnels ([`read_psk_file`]).
 //!
 //! Key material never appears in an error message or in `Debug` output.
 
@@ -16,6 +17,7 @@ use base64::Engine;
 use boringtun::x25519::{PublicKey, StaticSecret};
 
 use super::fsutil;
+use crate::ike::crypto::SecretBytes;
 
 /// A 32-byte WireGuard key: a public key, a private key or a preshared key.
 ///
@@ -120,10 +122,42 @@ pub enum KeyFileError {
         /// What is wrong with the content.
         reason: KeyParseError,
     },
+    /// The content of an IPsec PSK file is not a usable pre-shared key.
+    #[error("PSK file {} does not contain a usable pre-shared key: {reason}", path.display())]
+    InvalidPsk {
+        /// The PSK file.
+        path: PathBuf,
+        /// What is wrong with the content.
+        reason: PskParseError,
+    },
 }
 
 /// Key files are tiny; reading stops here so a wrong path cannot eat memory.
 const MAX_KEY_FILE_LEN: u64 = 1024;
+
+/// Shortest pre-shared key accepted in an IPsec PSK file, in bytes (AWS's minimum).
+pub const MIN_PSK_LEN: usize = 8;
+/// Longest pre-shared key accepted in an IPsec PSK file, in bytes.
+pub const MAX_PSK_LEN: usize = 128;
+
+/// Why the content of an IPsec PSK file is refused. The messages never quote it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PskParseError {
+    /// Nothing but line ends.
+    #[error("the file is empty")]
+    Empty,
+    /// Too short or too long.
+    #[error(
+        "the key is {0} bytes long; use {MIN_PSK_LEN} to {MAX_PSK_LEN} printable ASCII characters"
+    )]
+    Length(usize),
+    /// A byte outside printable ASCII (space to `~`).
+    #[error("the key contains a character that is not printable ASCII (space to ~)")]
+    NotPrintable,
+    /// The file is larger than any key file should be.
+    #[error("the file is larger than {MAX_KEY_FILE_LEN} bytes")]
+    FileTooLarge,
+}
 
 /// What could be learned from a key file: the key when the content is valid
 /// (even if the mode is wrong), and every problem found.
@@ -132,9 +166,13 @@ pub(crate) struct KeyFileCheck {
     pub(crate) problems: Vec<KeyFileError>,
 }
 
-/// Reads a key file and reports all its problems instead of stopping at the
-/// first, so validation can both complain about the mode and use the key.
-pub(crate) fn inspect_key_file(path: &Path) -> KeyFileCheck {
+/// Reads a secret file and reports all its problems instead of stopping at the
+/// first (mode and content both), so validation can both complain about the
+/// mode and use the content. `parse` gets the raw bytes, which are wiped after.
+fn inspect_secret_file<T>(
+    path: &Path,
+    parse: impl FnOnce(&[u8]) -> Result<T, KeyFileError>,
+) -> (Option<T>, Vec<KeyFileError>) {
     let mut problems = Vec::new();
     let io_err = |source: io::Error| {
         if source.kind() == io::ErrorKind::NotFound {
@@ -150,27 +188,14 @@ pub(crate) fn inspect_key_file(path: &Path) -> KeyFileCheck {
     };
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) => {
-            return KeyFileCheck {
-                key: None,
-                problems: vec![io_err(e)],
-            }
-        }
+        Err(e) => return (None, vec![io_err(e)]),
     };
     let meta = match file.metadata() {
         Ok(m) => m,
-        Err(e) => {
-            return KeyFileCheck {
-                key: None,
-                problems: vec![io_err(e)],
-            }
-        }
+        Err(e) => return (None, vec![io_err(e)]),
     };
     if !meta.is_file() {
-        return KeyFileCheck {
-            key: None,
-            problems: vec![io_err(io::Error::other("not a regular file"))],
-        };
+        return (None, vec![io_err(io::Error::other("not a regular file"))]);
     }
     let mode = meta.mode() & 0o7777;
     if mode & 0o077 != 0 {
@@ -182,36 +207,94 @@ pub(crate) fn inspect_key_file(path: &Path) -> KeyFileCheck {
     let mut raw = Vec::new();
     if let Err(e) = file.take(MAX_KEY_FILE_LEN + 1).read_to_end(&mut raw) {
         problems.push(io_err(e));
-        return KeyFileCheck {
-            key: None,
-            problems,
-        };
+        return (None, problems);
     }
-    let parsed = if raw.len() as u64 > MAX_KEY_FILE_LEN {
-        Err(KeyParseError::WrongLength(raw.len()))
-    } else {
-        std::str::from_utf8(&raw)
-            .map_err(|_| KeyParseError::InvalidBase64)
-            .and_then(|s| s.trim().parse::<Key>())
-    };
-    // Wipe the copy of the secret we no longer need (best effort, no zeroize crate).
+    let parsed = parse(&raw);
+    // Wipe the copy of the secret we no longer need (best effort).
     raw.iter_mut().for_each(|b| *b = 0);
     match parsed {
-        Ok(k) => KeyFileCheck {
-            key: Some(k),
-            problems,
-        },
-        Err(reason) => {
-            problems.push(KeyFileError::Invalid {
-                path: path.to_path_buf(),
-                reason,
-            });
-            KeyFileCheck {
-                key: None,
-                problems,
-            }
+        Ok(v) => (Some(v), problems),
+        Err(e) => {
+            problems.push(e);
+            (None, problems)
         }
     }
+}
+
+/// Reads a key file and reports all its problems instead of stopping at the
+/// first, so validation can both complain about the mode and use the key.
+pub(crate) fn inspect_key_file(path: &Path) -> KeyFileCheck {
+    let (key, problems) = inspect_secret_file(path, |raw| {
+        let parsed = if raw.len() as u64 > MAX_KEY_FILE_LEN {
+            Err(KeyParseError::WrongLength(raw.len()))
+        } else {
+            std::str::from_utf8(raw)
+                .map_err(|_| KeyParseError::InvalidBase64)
+                .and_then(|s| s.trim().parse::<Key>())
+        };
+        parsed.map_err(|reason| KeyFileError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        })
+    });
+    KeyFileCheck { key, problems }
+}
+
+/// The pre-shared key in the content of a PSK file: the bytes without the
+/// line ends (CR, LF) that end them, 8 to 128 of printable ASCII.
+fn parse_psk(raw: &[u8]) -> Result<SecretBytes, PskParseError> {
+    if raw.len() as u64 > MAX_KEY_FILE_LEN {
+        return Err(PskParseError::FileTooLarge);
+    }
+    let end = raw
+        .iter()
+        .rposition(|b| !matches!(b, b'\n' | b'\r'))
+        .map_or(0, |i| i + 1);
+    let psk = &raw[..end];
+    if psk.is_empty() {
+        return Err(PskParseError::Empty);
+    }
+    if !psk.iter().all(|b| matches!(b, b' '..=b'~')) {
+        return Err(PskParseError::NotPrintable);
+    }
+    if !(MIN_PSK_LEN..=MAX_PSK_LEN).contains(&psk.len()) {
+        return Err(PskParseError::Length(psk.len()));
+    }
+    Ok(SecretBytes::from_slice(psk))
+}
+
+/// Reads an IPsec PSK file and reports all its problems (see
+/// [`read_psk_file`]); the key itself is wiped at once.
+pub(crate) fn inspect_psk_file(path: &Path) -> Vec<KeyFileError> {
+    inspect_secret_file(path, |raw| {
+        parse_psk(raw).map_err(|reason| KeyFileError::InvalidPsk {
+            path: path.to_path_buf(),
+            reason,
+        })
+    })
+    .1
+}
+
+/// Reads the pre-shared key of an IPsec tunnel from a file whose mode gives
+/// group and others no access: the file's content without its trailing line
+/// end, 8 to 128 printable ASCII characters (spaces inside are part of the key).
+///
+/// Errors name the file, never its content; a file with a wrong mode is
+/// refused even when its content is valid.
+pub fn read_psk_file(path: &Path) -> Result<SecretBytes, KeyFileError> {
+    let (psk, mut problems) = inspect_secret_file(path, |raw| {
+        parse_psk(raw).map_err(|reason| KeyFileError::InvalidPsk {
+            path: path.to_path_buf(),
+            reason,
+        })
+    });
+    if !problems.is_empty() {
+        return Err(problems.swap_remove(0));
+    }
+    psk.ok_or_else(|| KeyFileError::Io {
+        path: path.to_path_buf(),
+        source: io::Error::other("no key read"),
+    })
 }
 
 /// Reads a key (base64, surrounding whitespace trimmed) from a file whose mode
@@ -486,5 +569,72 @@ mod tests {
         write_secret_file(&path, b"new").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"new");
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o600);
+    }
+
+    #[test]
+    fn read_psk_file_trims_only_the_line_end() {
+        let dir = TempDir::new();
+        let path = dir.path().join("tun.psk");
+        for (content, psk) in [
+            (&b"abc_def.12345678\n"[..], &b"abc_def.12345678"[..]),
+            (b"abc_def.12345678\r\n", b"abc_def.12345678"),
+            (b"abc_def.12345678", b"abc_def.12345678"),
+            (b" spaces count \n\n", b" spaces count "),
+            (b"12345678", b"12345678"),
+        ] {
+            write_secret_file(&path, content).unwrap();
+            assert_eq!(read_psk_file(&path).unwrap().expose(), psk);
+        }
+        let long = [b'~'; MAX_PSK_LEN];
+        write_secret_file(&path, &long).unwrap();
+        assert_eq!(read_psk_file(&path).unwrap().len(), MAX_PSK_LEN);
+        // Debug never shows the key.
+        write_secret_file(&path, b"abc_def.12345678").unwrap();
+        let psk = read_psk_file(&path).unwrap();
+        assert!(!format!("{psk:?}").contains("abc_def"));
+    }
+
+    #[test]
+    fn read_psk_file_refusals_never_show_the_content() {
+        let dir = TempDir::new();
+        let path = dir.path().join("tun.psk");
+        for (content, reason) in [
+            (&b""[..], PskParseError::Empty),
+            (b"\r\n", PskParseError::Empty),
+            (b"1234567\n", PskParseError::Length(7)),
+            (
+                &[b'x'; MAX_PSK_LEN + 1][..],
+                PskParseError::Length(MAX_PSK_LEN + 1),
+            ),
+            (&[b'x'; 2000][..], PskParseError::FileTooLarge),
+            (b"secret\x00padding", PskParseError::NotPrintable),
+            (b"line-one\nline-two", PskParseError::NotPrintable),
+        ] {
+            write_secret_file(&path, content).unwrap();
+            let err = read_psk_file(&path).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                matches!(&err, KeyFileError::InvalidPsk { reason: r, .. } if *r == reason),
+                "{msg}"
+            );
+            assert!(
+                msg.starts_with(&format!("PSK file {}", path.display())),
+                "{msg}"
+            );
+            for word in ["1234567", "secret", "line-one", "xxxxxxxx"] {
+                assert!(!msg.contains(word), "{msg}");
+                assert!(!format!("{err:?}").contains(word), "{err:?}");
+            }
+        }
+        write_secret_file(&path, b"abc_def.12345678").unwrap();
+        fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
+        let err = read_psk_file(&path).unwrap_err();
+        assert!(
+            matches!(err, KeyFileError::Permissions { mode: 0o644, .. }),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("abc_def"));
+        let err = read_psk_file(&dir.path().join("nope.psk")).unwrap_err();
+        assert!(matches!(err, KeyFileError::Missing { .. }), "{err}");
     }
 }

@@ -5,25 +5,36 @@
 //! - [`Config::load`] / [`Config::parse`] read and validate a file, reporting
 //!   every problem as a [`ConfigError`] (file, line, column, field path, message).
 //! - [`read_key_file`], [`write_secret_file`], [`generate_private_key`] and
-//!   [`public_key`] handle the keys the file refers to.
+//!   [`public_key`] handle the keys the file refers to; [`read_psk_file`] the
+//!   pre-shared keys of the IPsec tunnels.
+//! - [`parse_identity`] and [`format_identity`] read and write IKE identities
+//!   in strongSwan's syntax (`local_id`, `remote_id`).
 //! - [`ConfigEditor`] adds, removes, enables and disables peers under a lock and
 //!   writes the result atomically; [`next_free_address`] picks a peer address.
 
 pub mod edit;
 mod fsutil;
+pub mod ike_id;
 pub mod keys;
 mod model;
 mod validate;
 
 pub use edit::{next_free_address, ConfigEditor, EditError, NewPeer};
+pub use ike_id::{format_identity, parse_identity};
 pub use keys::{
-    generate_private_key, public_key, read_key_file, write_secret_file, Key, KeyFileError,
-    KeyParseError,
+    generate_private_key, public_key, read_key_file, read_psk_file, write_secret_file, Key,
+    KeyFileError, KeyParseError, PskParseError, MAX_PSK_LEN, MIN_PSK_LEN,
 };
 pub use model::{
-    Config, ConfigError, ConfigErrors, GatewayConfig, PeerConfig, WireGuardConfig,
-    DEFAULT_CONTROL_SOCKET, DEFAULT_KEEPALIVE, DEFAULT_LISTEN_PORT, DEFAULT_MTU, DEFAULT_TUN_NAME,
-    MAX_MTU, MIN_MTU, MIN_MTU_IPV6,
+    Config, ConfigError, ConfigErrors, GatewayConfig, IpsecConfig, PeerConfig, StartAction,
+    TunnelConfig, WireGuardConfig, DEFAULT_CHILD_LIFETIME, DEFAULT_CONTROL_SOCKET,
+    DEFAULT_DPD_INTERVAL, DEFAULT_DPD_TIMEOUT, DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_LIFETIME,
+    DEFAULT_IKE_PROPOSALS, DEFAULT_KEEPALIVE, DEFAULT_LISTEN_PORT, DEFAULT_MTU,
+    DEFAULT_NAT_KEEPALIVE, DEFAULT_REKEY_FUZZ, DEFAULT_REKEY_MARGIN, DEFAULT_REPLAY_WINDOW,
+    DEFAULT_TRAFFIC_SELECTOR, DEFAULT_TUNNEL_PRIORITY, DEFAULT_TUN_NAME, INSIDE_CIDR_RANGE,
+    MAX_CHILD_LIFETIME, MAX_DPD_INTERVAL, MAX_DPD_TIMEOUT, MAX_IKE_LIFETIME, MAX_MTU,
+    MAX_NAT_KEEPALIVE, MAX_REKEY_FUZZ, MAX_REPLAY_WINDOW, MIN_LIFETIME, MIN_MTU, MIN_MTU_IPV6,
+    MIN_REPLAY_WINDOW,
 };
 
 #[cfg(test)]

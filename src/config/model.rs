@@ -2,12 +2,15 @@
 //! and the error types that point back into the file.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::time::Duration;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 
 use super::keys::Key;
+use crate::ike::proposal::Proposal;
+use crate::wire::Identity;
 
 /// Default `gateway.control_socket`.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/ipiece/control.sock";
@@ -26,6 +29,62 @@ pub const MAX_MTU: u16 = 9000;
 /// Default `peers[].keepalive`, in seconds.
 pub const DEFAULT_KEEPALIVE: u16 = 25;
 
+/// Default `ipsec.replay_window` (AWS's `ReplayWindowSize` default), in packets.
+pub const DEFAULT_REPLAY_WINDOW: u32 = 1024;
+/// Smallest accepted replay window (AWS's lower bound).
+pub const MIN_REPLAY_WINDOW: u32 = 64;
+/// Largest accepted replay window (AWS's upper bound).
+pub const MAX_REPLAY_WINDOW: u32 = 2048;
+/// Default `ipsec.nat_keepalive` (RFC 3948 keepalives from the side behind a NAT).
+pub const DEFAULT_NAT_KEEPALIVE: Duration = Duration::from_secs(20);
+/// Largest accepted `ipsec.nat_keepalive`.
+pub const MAX_NAT_KEEPALIVE: Duration = Duration::from_secs(3600);
+
+/// Default `ipsec.tunnels[].ike_proposals`: AEAD first, then CBC with SHA-256,
+/// every one inside AWS's default phase 1 set (AES128/256 and their GCM-16
+/// variants, SHA1/SHA2, DH groups 2 and 14-24). No SHA1: AWS picks the lowest
+/// value among what we offer, so offering SHA1 would make it the one in use.
+/// The first group (ecp256, 19) is the one IKE_SA_INIT's KE payload uses.
+pub const DEFAULT_IKE_PROPOSALS: &str = "aes128gcm16-prfsha256-ecp256,aes256gcm16-prfsha384-ecp384,aes128-sha256-modp2048,aes256-sha256-modp2048";
+/// Default `ipsec.tunnels[].esp_proposals`: the same ciphers, each with a PFS
+/// group AWS's default phase 2 set accepts (2, 5, 14-24); AWS always uses PFS.
+/// AES-GCM first: it is the cheapest to run in userspace.
+pub const DEFAULT_ESP_PROPOSALS: &str =
+    "aes128gcm16-ecp256,aes256gcm16-ecp384,aes128-sha256-modp2048,aes256-sha256-modp2048";
+/// Default `ipsec.tunnels[].ike_lifetime` (AWS's phase 1 lifetime default and maximum).
+pub const DEFAULT_IKE_LIFETIME: Duration = Duration::from_secs(28_800);
+/// Largest accepted `ike_lifetime` (AWS's maximum).
+pub const MAX_IKE_LIFETIME: Duration = Duration::from_secs(28_800);
+/// Default `ipsec.tunnels[].child_lifetime` (AWS's phase 2 lifetime default and maximum).
+pub const DEFAULT_CHILD_LIFETIME: Duration = Duration::from_secs(3_600);
+/// Largest accepted `child_lifetime` (AWS's maximum).
+pub const MAX_CHILD_LIFETIME: Duration = Duration::from_secs(3_600);
+/// Smallest accepted `ike_lifetime` and `child_lifetime`. AWS's own lower
+/// bound is 900 s, but lifetimes are not negotiated in IKEv2 (each side
+/// rekeys on its own clock), so shorter ones work against AWS too; the
+/// rekey tests run with 30 s CHILD and 90 s IKE lifetimes.
+pub const MIN_LIFETIME: Duration = Duration::from_secs(30);
+/// Default `ipsec.tunnels[].rekey_margin` (AWS's `RekeyMarginTimeSeconds` default).
+pub const DEFAULT_REKEY_MARGIN: Duration = Duration::from_secs(270);
+/// Default `ipsec.tunnels[].rekey_fuzz`, in percent (AWS's `RekeyFuzzPercentage` default).
+pub const DEFAULT_REKEY_FUZZ: u32 = 100;
+/// Largest accepted `rekey_fuzz`, in percent.
+pub const MAX_REKEY_FUZZ: u32 = 200;
+/// Default `ipsec.tunnels[].dpd_interval` (AWS's DPD interval).
+pub const DEFAULT_DPD_INTERVAL: Duration = Duration::from_secs(10);
+/// Largest accepted `dpd_interval`.
+pub const MAX_DPD_INTERVAL: Duration = Duration::from_secs(3600);
+/// Default `ipsec.tunnels[].dpd_timeout` (AWS's DPD timeout).
+pub const DEFAULT_DPD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest accepted `dpd_timeout`.
+pub const MAX_DPD_TIMEOUT: Duration = Duration::from_secs(86_400);
+/// Default `ipsec.tunnels[].priority` (lower is preferred).
+pub const DEFAULT_TUNNEL_PRIORITY: u32 = 100;
+/// Default `local_ts` and `remote_ts`: everything (route-based, as AWS).
+pub const DEFAULT_TRAFFIC_SELECTOR: &str = "0.0.0.0/0";
+/// The range every `inside_cidr` must be in (AWS's tunnel inside CIDRs).
+pub const INSIDE_CIDR_RANGE: &str = "169.254.0.0/16";
+
 /// A validated gateway configuration (the whole `gateway.toml`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -37,6 +96,9 @@ pub struct Config {
     pub wireguard: WireGuardConfig,
     /// The `[[peers]]` tables, in file order.
     pub peers: Vec<PeerConfig>,
+    /// The `[ipsec]` table and its `[[ipsec.tunnels]]` (the defaults and no
+    /// tunnels when the file has no `[ipsec]`).
+    pub ipsec: IpsecConfig,
 }
 
 /// The `[gateway]` table.
@@ -52,6 +114,10 @@ pub struct GatewayConfig {
     pub control_socket: PathBuf,
     /// Name of the TUN interface (1 to 15 characters of `[A-Za-z0-9_.-]`).
     pub tun_name: String,
+    /// The gateway's public IP address (the customer gateway's `IpAddress` at
+    /// AWS): `gateway.public_address`, else the address in `public_endpoint`
+    /// when that is an IP address (with or without a port), else `None`.
+    pub public_address: Option<IpAddr>,
 }
 
 /// The `[wireguard]` table.
@@ -90,6 +156,129 @@ pub struct PeerConfig {
     pub enabled: bool,
 }
 
+/// The `[ipsec]` table: settings shared by the tunnels, and the tunnels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpsecConfig {
+    /// ESP anti-replay window in packets, for tunnels that set none
+    /// (64 to 2048).
+    pub replay_window: u32,
+    /// Interval of NAT keepalives (RFC 3948) sent when we are behind a NAT;
+    /// zero turns them off.
+    pub nat_keepalive: Duration,
+    /// The `[[ipsec.tunnels]]` tables, in file order (disabled ones included).
+    pub tunnels: Vec<TunnelConfig>,
+}
+
+impl Default for IpsecConfig {
+    /// What a file without `[ipsec]` means: the defaults, no tunnels.
+    fn default() -> Self {
+        IpsecConfig {
+            replay_window: DEFAULT_REPLAY_WINDOW,
+            nat_keepalive: DEFAULT_NAT_KEEPALIVE,
+            tunnels: Vec::new(),
+        }
+    }
+}
+
+/// Who starts a tunnel's IKE SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StartAction {
+    /// We initiate, and initiate again after a failure (`"initiate"`; AWS's
+    /// startup action "add", its default, waits for us).
+    Initiate,
+    /// We wait for the peer to initiate (`"wait"`; AWS's startup action "start").
+    Wait,
+}
+
+impl StartAction {
+    /// The value as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartAction::Initiate => "initiate",
+            StartAction::Wait => "wait",
+        }
+    }
+}
+
+impl fmt::Display for StartAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One `[[ipsec.tunnels]]` table: an IKEv2/ESP tunnel to one peer (one AWS
+/// tunnel). Every default is applied; paths are resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelConfig {
+    /// Unique name, `[A-Za-z0-9_.-]{1,32}`.
+    pub name: String,
+    /// The peer's outside address (the VGW's tunnel outside address); unique.
+    pub remote_address: IpAddr,
+    /// The local address to send from; `None` lets the kernel choose.
+    pub local_address: Option<IpAddr>,
+    /// Our IKE identity (`local_id`, default: the gateway's public address).
+    pub local_id: Identity,
+    /// The identity the peer must present (`remote_id`, default: `remote_address`).
+    pub remote_id: Identity,
+    /// The file holding the pre-shared key (mode 0600), resolved. Read it with
+    /// [`super::read_psk_file`].
+    pub psk_file: PathBuf,
+    /// IKE proposals, in order of preference.
+    pub ike_proposals: Vec<Proposal>,
+    /// `ike_proposals` as written in the file (or the default).
+    pub ike_proposals_text: String,
+    /// ESP proposals, in order of preference; a DH group asks for PFS.
+    pub esp_proposals: Vec<Proposal>,
+    /// `esp_proposals` as written in the file (or the default).
+    pub esp_proposals_text: String,
+    /// Hard lifetime of an IKE SA.
+    pub ike_lifetime: Duration,
+    /// Hard lifetime of a CHILD SA (less than `ike_lifetime`).
+    pub child_lifetime: Duration,
+    /// How long before a hard lifetime the rekey starts (less than half of
+    /// `child_lifetime`).
+    pub rekey_margin: Duration,
+    /// Random extra margin in percent of `rekey_margin` (0 to 200).
+    pub rekey_fuzz: u32,
+    /// Silence after which the peer is checked (DPD).
+    pub dpd_interval: Duration,
+    /// How long an unanswered check may take before the peer is declared
+    /// dead (more than `dpd_interval`).
+    pub dpd_timeout: Duration,
+    /// Our traffic selectors (TSi as initiator).
+    pub local_ts: Vec<IpNet>,
+    /// The peer's traffic selectors.
+    pub remote_ts: Vec<IpNet>,
+    /// The tunnel inside CIDR, a /30 inside 169.254.0.0/16.
+    pub inside_cidr: Option<Ipv4Net>,
+    /// Whether we initiate or wait for the peer.
+    pub start_action: StartAction,
+    /// Lower is preferred for outbound traffic.
+    pub priority: u32,
+    /// ESP anti-replay window in packets (the tunnel's own, or `ipsec.replay_window`).
+    pub replay_window: u32,
+    /// UDP-encapsulate ESP even without a NAT.
+    pub force_encap: bool,
+    /// Whether the tunnel is brought up.
+    pub enabled: bool,
+}
+
+impl TunnelConfig {
+    /// The peer's (AWS's) inside address: the network address of
+    /// `inside_cidr` plus one.
+    pub fn remote_inside(&self) -> Option<Ipv4Addr> {
+        self.inside_cidr
+            .map(|n| Ipv4Addr::from(u32::from(n.network()).wrapping_add(1)))
+    }
+
+    /// Our (the customer gateway's) inside address: the network address of
+    /// `inside_cidr` plus two.
+    pub fn local_inside(&self) -> Option<Ipv4Addr> {
+        self.inside_cidr
+            .map(|n| Ipv4Addr::from(u32::from(n.network()).wrapping_add(2)))
+    }
+}
+
 impl Config {
     /// The WireGuard subnet: `wireguard.address` with the host bits cleared.
     pub fn wg_subnet(&self) -> IpNet {
@@ -111,6 +300,11 @@ impl Config {
     /// The peer named `name`, if any.
     pub fn peer(&self, name: &str) -> Option<&PeerConfig> {
         self.peers.iter().find(|p| p.name == name)
+    }
+
+    /// The IPsec tunnel named `name`, if any.
+    pub fn tunnel(&self, name: &str) -> Option<&TunnelConfig> {
+        self.ipsec.tunnels.iter().find(|t| t.name == name)
     }
 }
 
@@ -246,6 +440,7 @@ mod tests {
                 lan_prefixes: vec!["172.16.4.0/24".parse().unwrap()],
                 control_socket: DEFAULT_CONTROL_SOCKET.into(),
                 tun_name: DEFAULT_TUN_NAME.into(),
+                public_address: None,
             },
             wireguard: WireGuardConfig {
                 listen_port: DEFAULT_LISTEN_PORT,
@@ -264,6 +459,7 @@ mod tests {
                 dns: vec![],
                 enabled: true,
             }],
+            ipsec: IpsecConfig::default(),
         }
     }
 
@@ -281,5 +477,42 @@ mod tests {
             "172.16.60.2".parse().ok()
         );
         assert!(c.peer("bob").is_none());
+    }
+
+    #[test]
+    fn inside_addresses() {
+        let mut c = sample();
+        assert!(c.tunnel("aws-1").is_none());
+        c.ipsec.tunnels.push(TunnelConfig {
+            name: "aws-1".into(),
+            remote_address: "203.0.113.1".parse().unwrap(),
+            local_address: None,
+            local_id: Identity::Ipv4(Ipv4Addr::new(198, 51, 100, 10)),
+            remote_id: Identity::Ipv4(Ipv4Addr::new(203, 0, 113, 1)),
+            psk_file: "/x/aws-1.psk".into(),
+            ike_proposals: vec![],
+            ike_proposals_text: String::new(),
+            esp_proposals: vec![],
+            esp_proposals_text: String::new(),
+            ike_lifetime: DEFAULT_IKE_LIFETIME,
+            child_lifetime: DEFAULT_CHILD_LIFETIME,
+            rekey_margin: DEFAULT_REKEY_MARGIN,
+            rekey_fuzz: DEFAULT_REKEY_FUZZ,
+            dpd_interval: DEFAULT_DPD_INTERVAL,
+            dpd_timeout: DEFAULT_DPD_TIMEOUT,
+            local_ts: vec![],
+            remote_ts: vec![],
+            inside_cidr: Some("169.254.255.252/30".parse().unwrap()),
+            start_action: StartAction::Initiate,
+            priority: DEFAULT_TUNNEL_PRIORITY,
+            replay_window: DEFAULT_REPLAY_WINDOW,
+            force_encap: false,
+            enabled: true,
+        });
+        let t = c.tunnel("aws-1").unwrap();
+        assert_eq!(t.remote_inside(), Some(Ipv4Addr::new(169, 254, 255, 253)));
+        assert_eq!(t.local_inside(), Some(Ipv4Addr::new(169, 254, 255, 254)));
+        assert_eq!(StartAction::Wait.to_string(), "wait");
+        assert_eq!(StartAction::Initiate.as_str(), "initiate");
     }
 }

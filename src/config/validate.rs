@@ -4,6 +4,10 @@
 //! and value, and then walked by hand so that every problem is reported (not
 //! only the first) with `file:line:column`, the field path and a message.
 //! Syntactic errors from the TOML parser are mapped the same way.
+//!
+//! The `[ipsec]` section is checked in the child module `ipsec`.
+
+mod ipsec;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,7 +25,7 @@ use super::model::{
 };
 
 /// Keys allowed at the top level.
-pub(crate) const ROOT_KEYS: &[&str] = &["gateway", "wireguard", "peers"];
+pub(crate) const ROOT_KEYS: &[&str] = &["gateway", "wireguard", "peers", "ipsec"];
 /// Keys allowed in `[gateway]`.
 pub(crate) const GATEWAY_KEYS: &[&str] = &[
     "name",
@@ -29,6 +33,7 @@ pub(crate) const GATEWAY_KEYS: &[&str] = &[
     "lan_prefixes",
     "control_socket",
     "tun_name",
+    "public_address",
 ];
 /// Keys allowed in `[wireguard]`.
 pub(crate) const WIREGUARD_KEYS: &[&str] = &[
@@ -352,6 +357,11 @@ impl<'a> Checker<'a> {
             .and_then(|n| u16::try_from(n).ok())
     }
 
+    fn u32_in(&mut self, f: &Field<'_>, min: u32, max: u32, what: &str) -> Option<u32> {
+        self.integer(f, i64::from(min), i64::from(max), what)
+            .and_then(|n| u32::try_from(n).ok())
+    }
+
     fn boolean(&mut self, f: &Field<'_>) -> Option<bool> {
         match f.node.as_value().and_then(Value::as_bool) {
             Some(b) => Some(b),
@@ -473,27 +483,34 @@ impl<'a> Checker<'a> {
         };
         self.unknown_keys(&root_table, ROOT_KEYS);
         let mut prefixes = Vec::new();
+        // The gateway's public address: unknown (None) when [gateway] is broken.
+        let mut public_address = None;
         let gateway = self
             .section(root, "gateway")
-            .and_then(|t| self.gateway(&t, &mut prefixes));
+            .and_then(|t| self.gateway(&t, &mut prefixes, &mut public_address));
         let wireguard = match self.section(root, "wireguard") {
             Some(t) => self.wireguard(&t, &mut prefixes),
             None => WireGuardChecked::default(),
         };
         self.overlaps(&prefixes);
         let peers = self.peers(root, &wireguard);
+        let ipsec = self.ipsec(root, &prefixes, public_address);
         Some(Config {
             path: self.file.to_path_buf(),
             gateway: gateway?,
             wireguard: wireguard.config?,
             peers: peers?,
+            ipsec: ipsec?,
         })
     }
 
+    /// `[gateway]`. `public_address` receives the gateway's public address
+    /// (`Some(None)`: there is none) when it could be determined.
     fn gateway(
         &mut self,
         t: &Table<'_>,
         prefixes: &mut Vec<(IpNet, Span, String)>,
+        public_address: &mut Option<Option<IpAddr>>,
     ) -> Option<GatewayConfig> {
         self.unknown_keys(t, GATEWAY_KEYS);
         let name = self.required(t, "name").and_then(|f| {
@@ -516,6 +533,20 @@ impl<'a> Checker<'a> {
             }
             Some(s.to_owned())
         });
+        *public_address = match self.get(t, "public_address") {
+            Some(f) => self.ip(&f).and_then(|a| {
+                if let Err(why) = check_unicast(a) {
+                    self.error(
+                        &f.span,
+                        &f.path,
+                        format!("{a} is {why}, not the gateway's public address"),
+                    );
+                    return None;
+                }
+                Some(Some(a))
+            }),
+            None => public_endpoint.as_deref().map(endpoint_ip),
+        };
         let first = prefixes.len();
         let lan_ok = {
             let before = self.errors.len();
@@ -543,6 +574,7 @@ impl<'a> Checker<'a> {
             lan_prefixes: if lan_ok { lan_prefixes } else { return None },
             control_socket: control_socket?,
             tun_name: tun_name?,
+            public_address: (*public_address)?,
         })
     }
 
@@ -657,16 +689,21 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn peers(&mut self, root: &dyn TableLike, wg: &WireGuardChecked) -> Option<Vec<PeerConfig>> {
-        let Some((key, item)) = root.get_key_value("peers") else {
-            return Some(Vec::new());
-        };
-        let span = item.span().or_else(|| key.span());
-        let tables: Vec<(&dyn TableLike, Span)> = match item {
-            Item::ArrayOfTables(aot) => aot
-                .iter()
-                .map(|t| (t as &dyn TableLike, t.span().or_else(|| span.clone())))
-                .collect(),
+    /// The tables of an array of tables (`[[peers]]`) or of an array of inline
+    /// tables, each with its span; `path` names the array (`peers`,
+    /// `ipsec.tunnels`). `None` when the item is neither.
+    fn table_array<'d>(
+        &mut self,
+        item: &'d Item,
+        span: Span,
+        path: &str,
+    ) -> Option<Vec<(&'d dyn TableLike, Span)>> {
+        match item {
+            Item::ArrayOfTables(aot) => Some(
+                aot.iter()
+                    .map(|t| (t as &dyn TableLike, t.span().or_else(|| span.clone())))
+                    .collect(),
+            ),
             Item::Value(Value::Array(arr)) => {
                 let mut v = Vec::new();
                 for (i, elem) in arr.iter().enumerate() {
@@ -674,25 +711,33 @@ impl<'a> Checker<'a> {
                         Some(t) => v.push((t as &dyn TableLike, elem.span())),
                         None => self.error(
                             &elem.span(),
-                            &format!("peers[{i}]"),
+                            &format!("{path}[{i}]"),
                             format!("expected a table, found {}", elem.type_name()),
                         ),
                     }
                 }
-                v
+                Some(v)
             }
             other => {
                 self.error(
                     &span,
-                    "peers",
+                    path,
                     format!(
-                        "expected an array of tables ([[peers]]), found {}",
+                        "expected an array of tables ([[{path}]]), found {}",
                         other.type_name()
                     ),
                 );
-                return None;
+                None
             }
+        }
+    }
+
+    fn peers(&mut self, root: &dyn TableLike, wg: &WireGuardChecked) -> Option<Vec<PeerConfig>> {
+        let Some((key, item)) = root.get_key_value("peers") else {
+            return Some(Vec::new());
         };
+        let span = item.span().or_else(|| key.span());
+        let tables = self.table_array(item, span, "peers")?;
         let drafts: Vec<PeerDraft> = tables
             .into_iter()
             .enumerate()
@@ -933,6 +978,34 @@ pub(crate) fn check_tun_name(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Why `addr` cannot be a unicast host address (the unspecified address,
+/// multicast, the IPv4 broadcast address), if it cannot.
+pub(crate) fn check_unicast(addr: IpAddr) -> Result<(), &'static str> {
+    if addr.is_unspecified() {
+        Err("the unspecified address")
+    } else if addr.is_multicast() {
+        Err("a multicast address")
+    } else if addr == IpAddr::V4(std::net::Ipv4Addr::BROADCAST) {
+        Err("the broadcast address")
+    } else {
+        Ok(())
+    }
+}
+
+/// The IP address in a valid endpoint (`203.0.113.7`, `203.0.113.7:443`,
+/// `[2001:db8::1]:51821`), or `None` when its host is a name.
+pub(crate) fn endpoint_ip(endpoint: &str) -> Option<IpAddr> {
+    if let Ok(a) = endpoint.parse::<IpAddr>() {
+        return Some(a);
+    }
+    if let Some(rest) = endpoint.strip_prefix('[') {
+        let (v6, _) = rest.split_once(']')?;
+        return v6.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    let (host, _port) = endpoint.rsplit_once(':')?;
+    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
 /// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IP address.
 pub(crate) fn check_endpoint(s: &str) -> Result<(), String> {
     let bad = |why: &str| {
@@ -1090,7 +1163,13 @@ enabled = false
     /// Asserts there is exactly one error, at line:column, for `field`, whose
     /// message contains `needle`.
     #[track_caller]
-    fn one(errors: &[ConfigError], line: usize, column: usize, field: &str, needle: &str) {
+    pub(super) fn one(
+        errors: &[ConfigError],
+        line: usize,
+        column: usize,
+        field: &str,
+        needle: &str,
+    ) {
         assert_eq!(errors.len(), 1, "{errors:#?}");
         has(errors, line, column, field, needle);
     }
@@ -1201,12 +1280,15 @@ enabled = false
             .collect();
         assert_eq!(allowed, ["172.16.60.0/24", "172.16.4.0/24", "10.0.0.0/16"]);
         assert!(c.peers.is_empty());
+        // The IPsec example is commented out; the endpoint is a host name.
+        assert!(c.ipsec.tunnels.is_empty());
+        assert_eq!(c.gateway.public_address, None);
         // Without the key file the seed is rejected at the private_key_file value.
         fs::remove_file(dir.path().join("wg.key")).unwrap();
         let errs = Config::load(&path).unwrap_err().0;
         one(
             &errs,
-            30,
+            34,
             20,
             "wireguard.private_key_file",
             "does not exist",
@@ -1267,7 +1349,7 @@ enabled = false
             7,
             1,
             "gateway.tun_nmae",
-            "unknown key `tun_nmae` in [gateway]; allowed keys: name, public_endpoint, lan_prefixes, control_socket, tun_name",
+            "unknown key `tun_nmae` in [gateway]; allowed keys: name, public_endpoint, lan_prefixes, control_socket, tun_name, public_address",
         );
 
         let errs = fx.errors_with("mtu = 1420", "mtu = 1420\nfwmark = 1");
@@ -1294,10 +1376,18 @@ enabled = false
         let errs = fx.errors_with("# alice's laptop\n", "[ipsec]\nmode = 1\n");
         one(
             &errs,
+            17,
+            1,
+            "ipsec.mode",
+            "unknown key `mode` in [ipsec]; allowed keys: replay_window, nat_keepalive, tunnels",
+        );
+        let errs = fx.errors_with("# alice's laptop\n", "[aws]\nregion = 1\n");
+        one(
+            &errs,
             16,
             2,
-            "ipsec",
-            "unknown key `ipsec` in the top level",
+            "aws",
+            "unknown key `aws` in the top level; allowed keys: gateway, wireguard, peers, ipsec",
         );
     }
 
