@@ -71,9 +71,14 @@ echo "user: $(id -un)  CI: ${CI:-no}  cpus: $(nproc)  kernel: $(uname -r)"
 echo "target dir: $CARGO_TARGET_DIR"
 
 section "dependencies"
+# strongSwan 5.9 as the AWS VGW in the IPsec tests: charon with the
+# kernel-libipsec data plane (these kernels have no ESP) and swanctl
 ensure_commands \
   ip:iproute2 nft:nftables wg:wireguard-tools wireguard-go:wireguard-go \
-  ping:iputils-ping iperf3:iperf3 jq:jq ps:procps python3:python3
+  ping:iputils-ping iperf3:iperf3 jq:jq ps:procps python3:python3 \
+  swanctl:strongswan-swanctl /usr/lib/ipsec/charon:strongswan-charon \
+  /usr/lib/ipsec/plugins/libstrongswan-openssl.so:libstrongswan-standard-plugins \
+  /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so:libcharon-extra-plugins
 for comp in rustfmt:fmt clippy:clippy; do
   if ! cargo "${comp#*:}" --version >/dev/null 2>&1; then
     log "installing rustup component ${comp%%:*}"
@@ -88,6 +93,7 @@ fi
 echo "$(cargo --version); $(rustc --version)"
 echo "$(cargo fmt --version); $(cargo clippy --version)"
 echo "$(wireguard-go --version 2>/dev/null | head -n 1); $(wg --version 2>/dev/null)"
+echo "strongSwan $(dpkg-query -W -f='${Version}' strongswan-charon 2>/dev/null || echo '?') (charon, swanctl, kernel-libipsec)"
 
 # ------------------------------------------------------------------ fmt ------
 section "cargo fmt --check"

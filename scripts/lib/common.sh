@@ -7,7 +7,9 @@
 #   ensure_commands CMD:PKG...
 #                         install the Debian packages of the commands that are
 #                         missing (apt-get update once, --no-install-recommends);
-#                         does nothing (no apt at all) when every command exists
+#                         does nothing (no apt at all) when every command exists.
+#                         A CMD that is an absolute path is a file that must
+#                         exist (a daemon outside PATH, a plugin)
 #   ensure_tun_device     create /dev/net/tun if the machine lacks it
 #   repo_root             print the repository root (parent of scripts/)
 
@@ -24,13 +26,21 @@ repo_root() {
   (cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 }
 
-# ensure_commands ip:iproute2 wg:wireguard-tools ...
+# have_command CMD : CMD is on PATH, or, if it is an absolute path, exists
+have_command() {
+  case $1 in
+    /*) [ -e "$1" ] ;;
+    *) command -v "$1" >/dev/null 2>&1 ;;
+  esac
+}
+
+# ensure_commands ip:iproute2 wg:wireguard-tools /usr/lib/ipsec/charon:strongswan-charon ...
 ensure_commands() {
   local spec cmd pkg missing=() pkgs=()
   for spec in "$@"; do
     cmd=${spec%%:*}
     pkg=${spec#*:}
-    if ! command -v "$cmd" >/dev/null 2>&1; then
+    if ! have_command "$cmd"; then
       missing+=("$cmd")
       case " ${pkgs[*]} " in *" $pkg "*) ;; *) pkgs+=("$pkg") ;; esac
     fi
@@ -51,7 +61,7 @@ ensure_commands() {
   fi
   rm -f "$aptlog"
   for cmd in "${missing[@]}"; do
-    command -v "$cmd" >/dev/null 2>&1 || die "$cmd still missing after installing ${pkgs[*]}"
+    have_command "$cmd" || die "$cmd still missing after installing ${pkgs[*]}"
   done
 }
 

@@ -2,6 +2,8 @@
 //! tests start in them, a laptop / internet / home-NAT / gateway / LAN
 //! topology, `ipieced` and `wgctl` helpers, wireguard-go laptops configured
 //! from the client files `wgctl` writes, and `wg show dump` parsing.
+//! [`strongswan`] runs charon daemons (the AWS VGW stand-in and a
+//! customer-gateway peer) in those namespaces.
 //!
 //! Safety rules (the tests run as root on a shared machine):
 //! - every namespace is called `ipt-<pid>-<n>-<role>` and is deleted by its
@@ -14,6 +16,8 @@
 //!   `/var/run/wireguard/<if>.sock` is shared by every namespace) and their
 //!   sockets are removed at teardown.
 #![allow(dead_code)]
+
+pub mod strongswan;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -44,6 +48,14 @@ pub const LAN_HOST: &str = "172.16.4.10";
 pub const GW_WG_ADDR: &str = "172.16.60.1";
 /// The WireGuard port the home router forwards.
 pub const WG_PORT: u16 = 51821;
+/// The on-prem LAN prefix behind the gateway.
+pub const LAN_CIDR: &str = "172.16.4.0/24";
+/// The "AWS VGW" tunnel outside address ([`Topology::add_vgw`]).
+pub const VGW_WAN: &str = "203.0.113.130";
+/// The VPC prefix behind the VGW.
+pub const VPC_CIDR: &str = "10.0.0.0/16";
+/// The VPC host behind the VGW.
+pub const VPC_HOST: &str = "10.0.1.10";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 static STALE_CLEANUP: Once = Once::new();
@@ -985,13 +997,21 @@ pub fn start_wg_client(ns: &Netns, conf_path: &Path, logdir: &Path) -> WgClient 
 
 /// laptop(s) 198.51.100.(10+k)/24 -- inet (bridge 198.51.100.1/24, 203.0.113.1/25)
 /// -- home router nat (wan 203.0.113.2/25, lan 192.168.1.1/24, masquerade,
-/// DNAT udp 51821 -> 192.168.1.2) -- gw (eth0 192.168.1.2/24, lan0
+/// DNAT udp 51821, 500, 4500 -> 192.168.1.2) -- gw (eth0 192.168.1.2/24, lan0
 /// 172.16.4.1/24) -- lan host 172.16.4.10/24 via 172.16.4.1.
+///
+/// With [`Topology::add_vgw`] also, as in shared/lab/lab.sh: inet (i-vgw
+/// 203.0.113.129/25) -- vgw (wan 203.0.113.130/25, vpc0 10.0.0.1/16,
+/// ip_forward on) -- vpc host 10.0.1.10/16 via 10.0.0.1.
 ///
 /// Fields drop in declaration order: laptops first, the directory last.
 pub struct Topology {
     /// Laptops (and other hosts on the internet bridge), in creation order.
     pub laptops: Vec<Netns>,
+    /// The VPC host behind the VGW ([`Topology::add_vgw`]).
+    pub vpc: Option<Netns>,
+    /// The "AWS VGW" namespace ([`Topology::add_vgw`]).
+    pub vgw: Option<Netns>,
     /// The LAN host behind the gateway.
     pub lan: Netns,
     /// The gateway namespace (where `ipieced` runs).
@@ -1015,6 +1035,8 @@ impl Topology {
         let lan = Netns::new("lan");
         let mut t = Topology {
             laptops: Vec::new(),
+            vpc: None,
+            vgw: None,
             lan,
             gw,
             nat,
@@ -1038,7 +1060,7 @@ impl Topology {
         let nft = format!(
             "table ip iptnat {{\n\
              chain pre {{ type nat hook prerouting priority dstnat; policy accept;\n\
-               iifname \"wan\" udp dport {WG_PORT} dnat to {GW_ETH0}; }}\n\
+               iifname \"wan\" udp dport {{ {WG_PORT}, 500, 4500 }} dnat to {GW_ETH0}; }}\n\
              chain post {{ type nat hook postrouting priority srcnat; policy accept;\n\
                oifname \"wan\" ip saddr 192.168.1.0/24 masquerade; }}\n\
              }}\n"
@@ -1074,6 +1096,44 @@ impl Topology {
     /// The address of laptop `k` on the internet.
     pub fn laptop_addr(k: usize) -> String {
         format!("198.51.100.{}", 10 + k)
+    }
+
+    /// Adds the "AWS VGW" namespace (wan [`VGW_WAN`]/25 on the internet
+    /// router, vpc0 10.0.0.1/16, ip_forward on) and the VPC host
+    /// ([`VPC_HOST`]/16 via 10.0.0.1) behind it. No tunnel and no route to
+    /// the LAN: whatever runs in `vgw` (charon, see [`strongswan`]) adds them.
+    pub fn add_vgw(&mut self) {
+        assert!(self.vgw.is_none(), "add_vgw called twice");
+        let vgw = Netns::new("vgw");
+        let vpc = Netns::new("vpc");
+        vgw.sysctl("net.ipv4.ip_forward", "1");
+        vgw.veth("wan", &self.inet, "i-vgw");
+        self.inet.ip("addr add 203.0.113.129/25 dev i-vgw");
+        vgw.ip(&format!("addr add {VGW_WAN}/25 dev wan"));
+        vgw.ip("route add default via 203.0.113.129");
+        vgw.veth("vpc0", &vpc, "eth0");
+        vgw.ip("addr add 10.0.0.1/16 dev vpc0");
+        vpc.ip(&format!("addr add {VPC_HOST}/16 dev eth0"));
+        vpc.ip("route add default via 10.0.0.1");
+        self.vgw = Some(vgw);
+        self.vpc = Some(vpc);
+    }
+
+    /// [`Topology::new`] plus [`Topology::add_vgw`].
+    pub fn with_vgw(n_laptops: usize) -> Topology {
+        let mut t = Topology::new(n_laptops);
+        t.add_vgw();
+        t
+    }
+
+    /// The VGW namespace; panics without [`Topology::add_vgw`].
+    pub fn vgw(&self) -> &Netns {
+        self.vgw.as_ref().expect("topology built without add_vgw")
+    }
+
+    /// The VPC host namespace; panics without [`Topology::add_vgw`].
+    pub fn vpc(&self) -> &Netns {
+        self.vpc.as_ref().expect("topology built without add_vgw")
     }
 }
 
