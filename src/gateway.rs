@@ -12,30 +12,45 @@
 //! - anything for the remote prefixes (the AWS VPC) is counted as unrouted
 //!   until an IPsec tunnel carries it, instead of bouncing through the kernel.
 
-use crate::config::{read_key_file, Config, Key};
+use crate::config::{read_key_file, read_psk_file, Config, Key, StartAction};
+use crate::ike::IkeConfig;
+use crate::ipsec::{SealOutcome, TunnelSettings, TunnelStatus, Tunnels};
 use crate::wg::peers::ApplyReport;
 use crate::wg::{AllowedIps, PeerSettings, PeerStatus, PeerTable, WgCounters};
+use crate::wire::natt;
 use boringtun::noise::Tunn;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 /// How often [`Gateway::tick`] wants to be called (STYLE.md: 100-250 ms).
 pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// The gateway's UDP ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpPort {
+    /// WireGuard (`wireguard.listen_port`, 51821 by default).
+    WireGuard,
+    /// IKE (500).
+    Ike,
+    /// NAT-T: IKE behind the non-ESP marker, and ESP in UDP (4500).
+    NatT,
+}
+
 /// Where the core's output goes. Implementations must not block: a router
 /// drops what it cannot send.
 pub trait Io {
-    /// Sends a UDP datagram from the WireGuard port.
-    fn send_udp(&mut self, dst: SocketAddr, datagram: &[u8]);
+    /// Sends a UDP datagram from one of the gateway's ports.
+    fn send_udp(&mut self, from: UdpPort, dst: SocketAddr, datagram: &[u8]);
     /// Writes an IP packet to the TUN (towards the kernel and the LAN).
     fn write_tun(&mut self, packet: &[u8]);
 }
 
 /// The running configuration with its key material loaded.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Settings {
     /// Gateway name.
     pub name: String,
@@ -57,6 +72,8 @@ pub struct Settings {
     pub peers: Vec<PeerSettings>,
     /// Control socket path.
     pub control_socket: PathBuf,
+    /// Enabled IPsec tunnels.
+    pub tunnels: Vec<TunnelSettings>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -71,6 +88,10 @@ impl std::fmt::Debug for Settings {
             .field("lan_prefixes", &self.lan_prefixes)
             .field("remote_prefixes", &self.remote_prefixes)
             .field("peers", &self.peers)
+            .field(
+                "tunnels",
+                &self.tunnels.iter().map(|t| &t.name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -84,6 +105,21 @@ pub struct SettingsError {
     /// What went wrong with it (names the file, never its content).
     #[source]
     pub source: crate::config::KeyFileError,
+}
+
+/// The source address the kernel would use towards `remote` (a connected
+/// UDP socket sends nothing). IKE's NAT detection hashes our real address;
+/// an unspecified one would look like a NAT.
+fn route_source(remote: std::net::IpAddr) -> Option<std::net::IpAddr> {
+    let any: SocketAddr = if remote.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    let s = std::net::UdpSocket::bind(any).ok()?;
+    s.connect((remote, natt::IKE_PORT)).ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 impl Settings {
@@ -115,7 +151,42 @@ impl Settings {
                 keepalive: 0,
             });
         }
+        let mut tunnels = Vec::new();
+        for t in cfg.ipsec.tunnels.iter().filter(|t| t.enabled) {
+            let psk = read_psk_file(&t.psk_file).map_err(|source| SettingsError {
+                field: format!("ipsec.tunnels[{}].psk_file", t.name),
+                source,
+            })?;
+            let mut ike = IkeConfig::new(t.local_id.clone(), psk);
+            ike.remote_id = Some(t.remote_id.clone());
+            ike.ike_proposals = t.ike_proposals.clone();
+            ike.esp_proposals = t.esp_proposals.clone();
+            ike.local_ts = t.local_ts.clone();
+            ike.remote_ts = t.remote_ts.clone();
+            ike.ike_lifetime = t.ike_lifetime;
+            ike.child_lifetime = t.child_lifetime;
+            ike.rekey_margin = t.rekey_margin;
+            ike.rekey_fuzz_percent = t.rekey_fuzz;
+            ike.dpd_interval = t.dpd_interval;
+            ike.dpd_timeout = t.dpd_timeout;
+            // The userspace data plane sends ESP in UDP only (no raw
+            // socket for IP protocol 50), so encapsulation is always asked
+            // for (RFC 7296 2.23 allows either side to force it).
+            ike.force_encap = true;
+            ike.keepalive_interval = cfg.ipsec.nat_keepalive;
+            ike.replay_window = t.replay_window;
+            tunnels.push(TunnelSettings {
+                source: format!("{t:?}"),
+                name: t.name.clone(),
+                ike: Arc::new(ike),
+                remote: t.remote_address,
+                local: t.local_address.or_else(|| route_source(t.remote_address)),
+                priority: t.priority,
+                initiate: t.start_action == StartAction::Initiate,
+            });
+        }
         Ok(Settings {
+            tunnels,
             name: cfg.gateway.name.clone(),
             private_key,
             listen_port: cfg.wireguard.listen_port,
@@ -141,6 +212,10 @@ pub struct GatewayCounters {
     pub tun_tx: u64,
     /// Packets for the remote prefixes with no IPsec tunnel to carry them.
     pub remote_unrouted: u64,
+    /// Packets sealed into an IPsec tunnel.
+    pub esp_tx: u64,
+    /// Packets opened from an IPsec tunnel.
+    pub esp_rx: u64,
     /// Packets read from the TUN that no route claims.
     pub tun_no_route: u64,
 }
@@ -166,6 +241,9 @@ pub struct GatewayStatus {
     pub wireguard: WgCounters,
     /// Gateway counters.
     pub counters: GatewayCounters,
+    /// IPsec tunnels.
+    #[serde(default)]
+    pub tunnels: Vec<TunnelStatus>,
 }
 
 /// The result of applying new settings.
@@ -175,12 +253,19 @@ pub struct ApplyOutcome {
     pub peers: ApplyReport,
     /// Changes that only a restart applies.
     pub restart_required: Vec<String>,
+    /// IPsec tunnels started or restarted because their settings changed.
+    #[serde(default)]
+    pub tunnels_started: Vec<String>,
+    /// IPsec tunnels removed.
+    #[serde(default)]
+    pub tunnels_removed: Vec<String>,
 }
 
 /// The sans-IO gateway.
 pub struct Gateway {
     settings: Settings,
     peers: PeerTable,
+    ipsec: Tunnels,
     remote: AllowedIps<()>,
     counters: GatewayCounters,
     started: Instant,
@@ -200,6 +285,7 @@ impl Gateway {
         let mut peers = PeerTable::new(&settings.private_key);
         peers.apply(settings.peers.clone());
         Gateway {
+            ipsec: Tunnels::new(settings.tunnels.clone(), now),
             remote: remote_table(&settings.remote_prefixes),
             peers,
             settings,
@@ -217,7 +303,7 @@ impl Gateway {
     /// unchanged peers are untouched. A new private key restarts every
     /// session. Fields bound at start (port, TUN, address, MTU, socket) are
     /// reported in `restart_required` and keep their running values.
-    pub fn apply(&mut self, new: Settings) -> ApplyOutcome {
+    pub fn apply(&mut self, new: Settings, now: Instant, io: &mut impl Io) -> ApplyOutcome {
         let mut out = ApplyOutcome::default();
         let old = &self.settings;
         let mut restart = |field: &str, changed: bool| {
@@ -238,6 +324,9 @@ impl Gateway {
             self.peers = PeerTable::new(&new.private_key);
         }
         out.peers = self.peers.apply(new.peers.clone());
+        let (started, removed) = self.ipsec.apply(new.tunnels.clone(), now, io);
+        out.tunnels_started = started;
+        out.tunnels_removed = removed;
         self.remote = remote_table(&new.remote_prefixes);
         let keep = self.settings.clone();
         self.settings = Settings {
@@ -267,12 +356,67 @@ impl Gateway {
         let packet = &buf[..len];
         if let Some(dst) = Tunn::dst_address(packet) {
             if self.remote.lookup(dst).is_some() {
-                self.counters.remote_unrouted += 1;
+                // laptop -> VPC: straight into the tunnel, never via the kernel.
+                self.seal_into_tunnel(packet, io);
                 return;
             }
         }
         self.counters.tun_tx += 1;
         io.write_tun(packet);
+    }
+
+    fn seal_into_tunnel(&mut self, packet: &[u8], io: &mut impl Io) {
+        match self.ipsec.seal(packet, io) {
+            SealOutcome::Sent => self.counters.esp_tx += 1,
+            SealOutcome::NoTunnel | SealOutcome::Dropped => self.counters.remote_unrouted += 1,
+        }
+    }
+
+    /// An IKE datagram on UDP 500 (`local` is the address it arrived on).
+    pub fn handle_ike(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        data: &[u8],
+        io: &mut impl Io,
+    ) {
+        self.ipsec.handle_ike(now, local, from, data, io);
+    }
+
+    /// A datagram on UDP 4500: NAT keepalive, IKE behind the non-ESP marker,
+    /// or ESP (RFC 3948 2.2). ESP is opened in place in `data`; its inner
+    /// packet goes to the WireGuard peer that owns the destination, or to
+    /// the TUN (the LAN). `buf` is scratch space as for datagrams.
+    pub fn handle_natt(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        data: &mut [u8],
+        buf: &mut [u8],
+        io: &mut impl Io,
+    ) {
+        match natt::classify(data) {
+            Ok(natt::Demux::Keepalive) => {}
+            Ok(natt::Demux::Ike(msg)) => {
+                let msg = msg.to_vec();
+                self.ipsec.handle_ike(now, local, from, &msg, io);
+            }
+            Ok(natt::Demux::Esp(_)) => {
+                let Some(inner) = self.ipsec.handle_esp(now, from, data) else {
+                    return;
+                };
+                self.counters.esp_rx += 1;
+                let packet = &data[inner];
+                if self.peers.handle_packet(packet, buf, io) {
+                    return;
+                }
+                self.counters.tun_tx += 1;
+                io.write_tun(packet);
+            }
+            Err(_) => {}
+        }
     }
 
     /// An IP packet was read from the TUN (the kernel routed it to us).
@@ -282,7 +426,7 @@ impl Gateway {
             return;
         }
         match Tunn::dst_address(packet) {
-            Some(dst) if self.remote.lookup(dst).is_some() => self.counters.remote_unrouted += 1,
+            Some(dst) if self.remote.lookup(dst).is_some() => self.seal_into_tunnel(packet, io),
             _ => self.counters.tun_no_route += 1,
         }
     }
@@ -290,6 +434,28 @@ impl Gateway {
     /// Runs timers; call every [`TICK`].
     pub fn tick(&mut self, now: Instant, wall: SystemTime, buf: &mut [u8], io: &mut impl Io) {
         self.peers.tick(now, wall, buf, io);
+        self.ipsec.tick(now, io);
+    }
+
+    /// Operator commands on a tunnel: `up`, `down`, `rekey`.
+    pub fn tunnel_command(
+        &mut self,
+        name: &str,
+        action: &str,
+        now: Instant,
+        io: &mut impl Io,
+    ) -> Result<(), String> {
+        match action {
+            "up" => self.ipsec.up(name, now),
+            "down" => self.ipsec.down(name, now, io),
+            "rekey" => self.ipsec.rekey(name, now, io),
+            other => Err(format!("unknown tunnel action {other:?} (up, down, rekey)")),
+        }
+    }
+
+    /// Deletes the IPsec SAs (on shutdown).
+    pub fn shutdown(&mut self, now: Instant, io: &mut impl Io) {
+        self.ipsec.shutdown(now, io);
     }
 
     /// The status for `wgctl status` and the UAPI.
@@ -304,6 +470,7 @@ impl Gateway {
             peers: self.peers.status(wall),
             wireguard: self.peers.counters(),
             counters: self.counters,
+            tunnels: self.ipsec.status(now),
         }
     }
 }
@@ -322,7 +489,8 @@ mod tests {
         tun: Vec<Vec<u8>>,
     }
     impl Io for Wire {
-        fn send_udp(&mut self, dst: SocketAddr, d: &[u8]) {
+        fn send_udp(&mut self, from: UdpPort, dst: SocketAddr, d: &[u8]) {
+            assert_eq!(from, UdpPort::WireGuard);
             self.udp.push((dst, d.to_vec()));
         }
         fn write_tun(&mut self, p: &[u8]) {
@@ -375,6 +543,7 @@ mod tests {
             remote_prefixes: vec!["10.0.0.0/16".parse().unwrap()],
             peers,
             control_socket: "/tmp/x.sock".into(),
+            tunnels: Vec::new(),
         }
     }
 
@@ -586,13 +755,17 @@ mod tests {
         p.laptop_sends(&ipv4("172.16.60.2", "172.16.4.10", b"x"));
         let bob = generate_private_key();
         let before = p.gw.status(Instant::now(), SystemTime::now()).peers[0].clone();
-        let out = p.gw.apply(settings(
-            &gw_key,
-            vec![
-                peer("alice", &lap_key, "172.16.60.2"),
-                peer("bob", &bob, "172.16.60.3"),
-            ],
-        ));
+        let out = p.gw.apply(
+            settings(
+                &gw_key,
+                vec![
+                    peer("alice", &lap_key, "172.16.60.2"),
+                    peer("bob", &bob, "172.16.60.3"),
+                ],
+            ),
+            Instant::now(),
+            &mut Wire::default(),
+        );
         assert_eq!(out.peers.added, vec!["bob".to_string()]);
         assert_eq!(out.peers.unchanged, 1);
         assert!(out.restart_required.is_empty());
@@ -613,8 +786,11 @@ mod tests {
         assert_eq!(wire.tun.len(), 1);
         assert!(wire.udp.is_empty(), "no handshake traffic");
         // removing alice cuts her at once
-        let out =
-            p.gw.apply(settings(&gw_key, vec![peer("bob", &bob, "172.16.60.3")]));
+        let out = p.gw.apply(
+            settings(&gw_key, vec![peer("bob", &bob, "172.16.60.3")]),
+            Instant::now(),
+            &mut Wire::default(),
+        );
         assert_eq!(out.peers.removed, vec!["alice".to_string()]);
         let mut wire = Wire::default();
         if let TunnResult::WriteToNetwork(d) = p
@@ -633,7 +809,7 @@ mod tests {
         let mut s = settings(&gw_key, vec![peer("alice", &lap_key, "172.16.60.2")]);
         s.listen_port = 4000;
         s.mtu = 1300;
-        let out = p.gw.apply(s);
+        let out = p.gw.apply(s, Instant::now(), &mut Wire::default());
         assert_eq!(
             out.restart_required,
             vec!["wireguard.listen_port", "wireguard.mtu"]

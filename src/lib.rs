@@ -18,5 +18,6 @@ pub mod dataplane;
 pub mod esp;
 pub mod gateway;
 pub mod ike;
+pub mod ipsec;
 pub mod wg;
 pub mod wire;

@@ -110,6 +110,15 @@ enum Cmd {
     },
     /// Ask the running daemon to re-read the config file.
     Reload,
+    /// Operate an IPsec tunnel: `up` (start it now), `down` (delete its
+    /// SAs until `up`), `rekey` (rekey its CHILD SA now).
+    Tunnel {
+        /// up, down or rekey.
+        #[arg(value_parser = ["up", "down", "rekey"])]
+        action: String,
+        /// Tunnel name.
+        name: String,
+    },
 }
 
 type Result<T> = std::result::Result<T, String>;
@@ -179,6 +188,20 @@ fn run(cli: &Cli) -> Result<()> {
         Cmd::Enable { name } => set_enabled(path, name, true),
         Cmd::Disable { name } => set_enabled(path, name, false),
         Cmd::Status { json } => status(path, *json),
+        Cmd::Tunnel { action, name } => match ask(
+            path,
+            &Request::Tunnel {
+                name: name.clone(),
+                action: action.clone(),
+            },
+        )? {
+            Response::Done { message } => {
+                println!("{message}");
+                Ok(())
+            }
+            Response::Error { message } => Err(message),
+            other => Err(format!("unexpected answer from ipieced: {other:?}")),
+        },
         Cmd::Reload => match ask(path, &Request::Reload)? {
             Response::Reloaded(o) => {
                 print_reload(&o);
@@ -232,6 +255,15 @@ fn print_reload(o: &ipiece::gateway::ApplyOutcome) {
     );
     for f in &o.restart_required {
         println!("note: {f} changed; restart ipieced to apply it");
+    }
+    if !o.tunnels_started.is_empty() {
+        println!(
+            "IPsec tunnels (re)started: {}",
+            o.tunnels_started.join(", ")
+        );
+    }
+    if !o.tunnels_removed.is_empty() {
+        println!("IPsec tunnels removed: {}", o.tunnels_removed.join(", "));
     }
 }
 
@@ -645,12 +677,65 @@ fn status(path: &Path, json: bool) -> Result<()> {
             path.display()
         ),
     }
+    for t in &st.tunnels {
+        print_tunnel(t);
+    }
     let w = &st.wireguard;
     let c = &st.counters;
     println!(
-        "  counters: udp rx {} | tun rx {} tx {} | malformed {} unknown-peer {} handshake-refused {} cookies {} | no-route {} remote-unrouted {}",
+        "  counters: udp rx {} | tun rx {} tx {} | malformed {} unknown-peer {} handshake-refused {} cookies {} | no-route {} remote-unrouted {} | esp tx {} rx {}",
         c.udp_rx, c.tun_rx, c.tun_tx, w.rx_malformed, w.rx_unknown_peer, w.rx_handshake_refused,
-        w.cookies_sent, w.tx_no_route + c.tun_no_route, c.remote_unrouted
+        w.cookies_sent, w.tx_no_route + c.tun_no_route, c.remote_unrouted, c.esp_tx, c.esp_rx
     );
     Ok(())
+}
+
+fn print_tunnel(t: &ipiece::ipsec::TunnelStatus) {
+    let state = serde_json::to_value(t.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    println!(
+        "  tunnel {} [{state}{}] priority {} {} -> {}",
+        t.name,
+        if t.carrying {
+            ", carrying outbound"
+        } else {
+            ""
+        },
+        t.priority,
+        t.local.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+        t.remote
+    );
+    let secs =
+        |v: Option<u64>, none: &str| v.map(|s| format!("{s}s")).unwrap_or_else(|| none.into());
+    if let (Some((i, r)), Some(suite)) = (&t.ike_spis, &t.ike_suite) {
+        println!(
+            "    IKE {suite} SPIs {i}_i {r}_r, NAT-T {}{}, up {}, last rekey {}, last DPD answer {}",
+            if t.nat_t { "on" } else { "off" },
+            if t.local_behind_nat { " (we are behind NAT)" } else { "" },
+            secs(t.established_secs, "-"),
+            secs(t.last_rekey_secs, "never"),
+            secs(t.last_dpd_answer_secs, "never"),
+        );
+    }
+    for c in &t.children {
+        println!(
+            "    ESP {} SPIs {}_i {}_o{} age {}s: in {} pkts / {}, out {} pkts / {}, replayed {}, auth failed {}",
+            c.suite,
+            c.spi_in,
+            c.spi_out,
+            if c.active { " (active)" } else { "" },
+            c.age_secs,
+            c.counters.packets_in,
+            human_bytes(c.counters.bytes_in),
+            c.counters.packets_out,
+            human_bytes(c.counters.bytes_out),
+            c.counters.replayed,
+            c.counters.integrity_failed
+        );
+    }
+    if let Some(e) = &t.last_error {
+        println!("    last error: {e}");
+    }
 }

@@ -16,6 +16,13 @@ pub enum Request {
     Status,
     /// Re-read the config file and apply the difference.
     Reload,
+    /// `wgctl tunnel up|down|rekey NAME`.
+    Tunnel {
+        /// Tunnel name.
+        name: String,
+        /// `up`, `down` or `rekey`.
+        action: String,
+    },
 }
 
 /// The daemon's answer.
@@ -26,6 +33,11 @@ pub enum Response {
     Status(Box<GatewayStatus>),
     /// Answer to [`Request::Reload`]: what changed.
     Reloaded(ApplyOutcome),
+    /// The request was carried out.
+    Done {
+        /// What was done.
+        message: String,
+    },
     /// The request failed; the text is for the operator.
     Error {
         /// What went wrong (for a rejected config: every error, one per line).

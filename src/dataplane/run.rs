@@ -7,7 +7,8 @@ use crate::config::{Config, ConfigErrors};
 use crate::control::proto::{Request, Response, MAX_LINE};
 use crate::control::uapi;
 use crate::dataplane::kernel::{self, Routes};
-use crate::gateway::{Gateway, Io, Settings, TICK};
+use crate::gateway::{Gateway, Io, Settings, UdpPort, TICK};
+use crate::wire::natt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -71,14 +72,22 @@ enum Ctl {
 
 struct ShellIo<'a> {
     udp: &'a UdpSocket,
+    ike: Option<&'a UdpSocket>,
+    natt: Option<&'a UdpSocket>,
     tun: &'a AsyncDevice,
     drops: &'a mut u64,
 }
 
 impl Io for ShellIo<'_> {
-    fn send_udp(&mut self, dst: SocketAddr, datagram: &[u8]) {
-        if self.udp.try_send_to(datagram, dst).is_err() {
-            *self.drops += 1;
+    fn send_udp(&mut self, from: UdpPort, dst: SocketAddr, datagram: &[u8]) {
+        let sock = match from {
+            UdpPort::WireGuard => Some(self.udp),
+            UdpPort::Ike => self.ike,
+            UdpPort::NatT => self.natt,
+        };
+        match sock {
+            Some(s) if s.try_send_to(datagram, dst).is_ok() => {}
+            _ => *self.drops += 1,
         }
     }
     fn write_tun(&mut self, packet: &[u8]) {
@@ -221,6 +230,14 @@ fn accept_loop(
     })
 }
 
+/// Receives from `sock`, or waits forever when the port is not bound.
+async fn recv_opt(sock: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    match sock {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Socket buffer size for the WireGuard port: bursts from many laptops must
 /// not overflow the receive queue while the loop is busy (wireguard-go uses
 /// 7 MiB). The `*FORCE` variants pass `net.core.rmem_max` with
@@ -239,7 +256,7 @@ fn size_socket_buffers(udp: &UdpSocket) {
 
 /// Re-reads the config and applies the difference; on any error the running
 /// configuration stays and the error is returned for the caller.
-fn reload(path: &Path, gw: &mut Gateway, routes: &mut Routes) -> Response {
+fn reload(path: &Path, gw: &mut Gateway, routes: &mut Routes, io: &mut ShellIo<'_>) -> Response {
     let cfg = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -258,7 +275,7 @@ fn reload(path: &Path, gw: &mut Gateway, routes: &mut Routes) -> Response {
         }
     };
     let remote = settings.remote_prefixes.clone();
-    let outcome = gw.apply(settings);
+    let outcome = gw.apply(settings, Instant::now(), io);
     for e in routes.sync(&remote) {
         tracing::warn!(error = %e, "route update");
     }
@@ -268,7 +285,9 @@ fn reload(path: &Path, gw: &mut Gateway, routes: &mut Routes) -> Response {
     let p = &outcome.peers;
     tracing::info!(
         added = ?p.added, removed = ?p.removed, restarted = ?p.restarted,
-        updated = ?p.updated, unchanged = p.unchanged, "configuration reloaded"
+        updated = ?p.updated, unchanged = p.unchanged,
+        tunnels_started = ?outcome.tunnels_started, tunnels_removed = ?outcome.tunnels_removed,
+        "configuration reloaded"
     );
     Response::Reloaded(outcome)
 }
@@ -288,6 +307,24 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
             source,
         })?;
     size_socket_buffers(&udp);
+    // IKE and NAT-T. Without tunnels a failure to bind is only a warning
+    // (another IKE daemon may own the ports on a WireGuard-only gateway).
+    let need_ipsec = !settings.tunnels.is_empty();
+    let bind_ike = |port: u16| async move {
+        match UdpSocket::bind(("0.0.0.0", port)).await {
+            Ok(s) => {
+                size_socket_buffers(&s);
+                Ok(Some(s))
+            }
+            Err(source) if need_ipsec => Err(DaemonError::Udp { port, source }),
+            Err(e) => {
+                tracing::warn!(port, error = %e, "cannot bind the IKE port; IPsec tunnels added later need a restart");
+                Ok(None)
+            }
+        }
+    };
+    let ike_sock = bind_ike(natt::IKE_PORT).await?;
+    let natt_sock = bind_ike(natt::NATT_PORT).await?;
     let (control, _control_file) = bind_unix(&settings.control_socket)?;
     let (uapi_l, _uapi_file) = bind_unix(&uapi::socket_path(&settings.tun_name))?;
     let tun = kernel::create_tun(&settings.tun_name, settings.address, settings.mtu).map_err(
@@ -319,6 +356,8 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
     );
 
     let mut udp_buf = vec![0u8; BUF];
+    let mut ike_buf = vec![0u8; BUF];
+    let mut natt_buf = vec![0u8; BUF];
     let mut tun_buf = vec![0u8; BUF];
     let mut work = vec![0u8; BUF + 256];
     let mut drops = 0u64;
@@ -333,7 +372,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
                 while let Some(r) = next.take() {
                     match r {
                         Ok((len, from)) => {
-                            let mut io = ShellIo { udp: &udp, tun: &tun, drops: &mut drops };
+                            let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
                             gw.handle_datagram(from, &udp_buf[..len], &mut work, &mut io);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -349,7 +388,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
                 while let Some(r) = next.take() {
                     match r {
                         Ok(len) => {
-                            let mut io = ShellIo { udp: &udp, tun: &tun, drops: &mut drops };
+                            let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
                             gw.handle_tun_packet(&tun_buf[..len], &mut work, &mut io);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -359,8 +398,34 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
                     if n < BATCH { next = Some(tun.try_recv(&mut tun_buf)); }
                 }
             }
+            r = recv_opt(ike_sock.as_ref(), &mut ike_buf) => {
+                if let Ok((len, from)) = r {
+                    let local = ike_sock.as_ref().and_then(|s| s.local_addr().ok()).unwrap_or(SocketAddr::from(([0, 0, 0, 0], natt::IKE_PORT)));
+                    let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
+                    gw.handle_ike(Instant::now(), local, from, &ike_buf[..len], &mut io);
+                }
+            }
+            r = recv_opt(natt_sock.as_ref(), &mut natt_buf) => {
+                let mut next = Some(r);
+                let mut n = 0;
+                let now = Instant::now();
+                let local = natt_sock.as_ref().and_then(|s| s.local_addr().ok()).unwrap_or(SocketAddr::from(([0, 0, 0, 0], natt::NATT_PORT)));
+                while let Some(r) = next.take() {
+                    match r {
+                        Ok((len, from)) => {
+                            let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
+                            gw.handle_natt(now, local, from, &mut natt_buf[..len], &mut work, &mut io);
+                        }
+                        Err(_) => break,
+                    }
+                    n += 1;
+                    if n < BATCH {
+                        if let Some(s) = natt_sock.as_ref() { next = Some(s.try_recv_from(&mut natt_buf)); }
+                    }
+                }
+            }
             _ = tick.tick() => {
-                let mut io = ShellIo { udp: &udp, tun: &tun, drops: &mut drops };
+                let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
                 gw.tick(Instant::now(), SystemTime::now(), &mut work, &mut io);
             }
             Some(msg) = rx.recv() => match msg {
@@ -368,7 +433,17 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
                     let _ = reply.send(Response::Status(Box::new(gw.status(Instant::now(), SystemTime::now()))));
                 }
                 Ctl::Control(Request::Reload, reply) => {
-                    let _ = reply.send(reload(&path, &mut gw, &mut routes));
+                    let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
+                    let _ = reply.send(reload(&path, &mut gw, &mut routes, &mut io));
+                }
+                Ctl::Control(Request::Tunnel { name, action }, reply) => {
+                    let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
+                    let r = gw.tunnel_command(&name, &action, Instant::now(), &mut io);
+                    tracing::info!(tunnel = %name, %action, result = ?r, "operator tunnel command");
+                    let _ = reply.send(match r {
+                        Ok(()) => Response::Done { message: format!("tunnel {name}: {action} requested") },
+                        Err(message) => Response::Error { message },
+                    });
                 }
                 Ctl::UapiGet(reply) => {
                     let _ = reply.send(uapi::render_get(&gw, Instant::now(), SystemTime::now()));
@@ -376,11 +451,22 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
             },
             _ = sighup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", path.display());
-                let _ = reload(&path, &mut gw, &mut routes);
+                let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
+                let _ = reload(&path, &mut gw, &mut routes, &mut io);
             }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break; }
         }
+    }
+    {
+        let mut io = ShellIo {
+            udp: &udp,
+            ike: ike_sock.as_ref(),
+            natt: natt_sock.as_ref(),
+            tun: &tun,
+            drops: &mut drops,
+        };
+        gw.shutdown(Instant::now(), &mut io);
     }
     control_task.abort();
     uapi_task.abort();

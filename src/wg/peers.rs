@@ -16,7 +16,7 @@
 //! 7. buffers of at least `len + 32` and 148 bytes.
 
 use crate::config::Key;
-use crate::gateway::Io;
+use crate::gateway::{Io, UdpPort};
 use crate::wg::AllowedIps;
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
@@ -357,7 +357,7 @@ impl PeerTable {
                     Ok(_) => {}
                     Err(TunnResult::WriteToNetwork(cookie)) => {
                         self.counters.cookies_sent += 1;
-                        io.send_udp(from, cookie);
+                        io.send_udp(UdpPort::WireGuard, from, cookie);
                         return None;
                     }
                     Err(_) => {
@@ -405,13 +405,13 @@ impl PeerTable {
             TunnResult::WriteToNetwork(reply) => {
                 peer.roam(from);
                 peer.counters.tx_wire_bytes += reply.len() as u64;
-                io.send_udp(from, reply);
+                io.send_udp(UdpPort::WireGuard, from, reply);
                 // Flush what was queued while the handshake was pending.
                 for _ in 0..1024 {
                     match peer.tunn.decapsulate(None, &[], buf) {
                         TunnResult::WriteToNetwork(p) => {
                             peer.counters.tx_wire_bytes += p.len() as u64;
-                            io.send_udp(from, p)
+                            io.send_udp(UdpPort::WireGuard, from, p)
                         }
                         _ => break,
                     }
@@ -466,7 +466,7 @@ impl PeerTable {
             TunnResult::WriteToNetwork(out) => match peer.endpoint {
                 Some(ep) => {
                     peer.counters.tx_wire_bytes += out.len() as u64;
-                    io.send_udp(ep, out)
+                    io.send_udp(UdpPort::WireGuard, ep, out)
                 }
                 None => peer.counters.tx_no_endpoint += 1,
             },
@@ -493,7 +493,7 @@ impl PeerTable {
                 TunnResult::WriteToNetwork(out) => {
                     if let Some(ep) = peer.endpoint {
                         peer.counters.tx_wire_bytes += out.len() as u64;
-                        io.send_udp(ep, out);
+                        io.send_udp(UdpPort::WireGuard, ep, out);
                     }
                 }
                 TunnResult::Err(WireGuardError::ConnectionExpired) => {
