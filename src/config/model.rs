@@ -506,7 +506,7 @@ mod tests {
             start_action: StartAction::Initiate,
             priority: DEFAULT_TUNNEL_PRIORITY,
             replay_window: DEFAULT_REPLAY_WINDOW,
-            force_encap: false,
+            force_encap: true,
             enabled: true,
         });
         let t = c.tunnel("aws-1").unwrap();

@@ -336,8 +336,19 @@ impl Checker<'_> {
             None => replay_window,
         };
         let force_encap = match self.get(t, "force_encap") {
-            Some(f) => self.boolean(&f),
-            None => Some(false),
+            Some(f) => match self.boolean(&f) {
+                Some(false) => {
+                    self.error(
+                        &f.span,
+                        &f.path,
+                        "ipieced's userspace data plane sends ESP in UDP (port 4500) only: raw ESP \
+                         (IP protocol 50) would need a raw socket; remove this key or set it to true",
+                    );
+                    None
+                }
+                other => other,
+            },
+            None => Some(true),
         };
         let enabled = match self.get(t, "enabled") {
             Some(f) => self.boolean(&f),
@@ -808,7 +819,7 @@ enabled = false
         assert_eq!(t.priority, 100);
         // Inherited from [ipsec].
         assert_eq!(t.replay_window, 512);
-        assert!(!t.force_encap);
+        assert!(t.force_encap, "ESP is always UDP-encapsulated");
         assert!(t.enabled);
 
         // Tunnel 2: every key set.
