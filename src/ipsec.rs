@@ -138,6 +138,11 @@ struct Child {
 struct Tunnel {
     s: TunnelSettings,
     ike: Option<IkeSa>,
+    /// A responder SA the peer started while `ike` exists (it rebooted, or
+    /// restarts the tunnel). It replaces `ike` only once authenticated, so
+    /// that a forged IKE_SA_INIT from the peer's address cannot cut the
+    /// tunnel.
+    pending: Option<IkeSa>,
     children: Vec<Child>,
     admin_down: bool,
     next_attempt: Option<Instant>,
@@ -278,6 +283,7 @@ impl Tunnels {
                 .map(|s| Tunnel {
                     s,
                     ike: None,
+                    pending: None,
                     children: Vec::new(),
                     admin_down: false,
                     next_attempt: Some(now),
@@ -346,25 +352,21 @@ impl Tunnels {
             && h.flags.initiator
             && !h.flags.response
             && h.spi_r == 0;
-        let known = t.ike.as_ref().is_some_and(|ike| {
-            ike.matches(h.spi_i, h.spi_r) || (h.spi_r == 0 && ike.spi_i() == h.spi_i)
-        });
-        if known {
-            if let Some(ike) = t.ike.as_mut() {
-                ike.handle_datagram(now, local, from, msg);
-            }
+        let ours =
+            |ike: &IkeSa| ike.matches(h.spi_i, h.spi_r) || (h.spi_r == 0 && ike.spi_i() == h.spi_i);
+        if let Some(ike) = t.ike.as_mut().filter(|ike| ours(ike)) {
+            ike.handle_datagram(now, local, from, msg);
+        } else if let Some(p) = t.pending.as_mut().filter(|p| ours(p)) {
+            p.handle_datagram(now, local, from, msg);
         } else if is_new_init {
             match IkeSa::accept(t.s.ike.clone(), local, from, msg, now, OsRng) {
                 Ok(sa) => {
                     tracing::info!(tunnel = %t.s.name, peer = %from, "peer initiates an IKE SA");
-                    if let Some(mut old) = t.ike.replace(sa) {
-                        // The peer started over (it rebooted, or both sides
-                        // initiated): the old SA goes, with its children.
-                        old.delete(now);
-                        while let Some(tx) = old.poll_transmit() {
-                            send(io, &tx);
-                        }
-                        t.children.clear();
+                    if t.ike.is_none() {
+                        t.ike = Some(sa);
+                    } else {
+                        // Keep the running SA until this one authenticates.
+                        t.pending = Some(sa);
                     }
                 }
                 Err(rej) => {
@@ -485,6 +487,11 @@ impl Tunnels {
                     OsRng,
                 ));
             }
+            if let Some(p) = t.pending.as_mut() {
+                if p.poll_timeout().is_some_and(|at| at <= now) {
+                    p.handle_timeout(now);
+                }
+            }
             if let Some(ike) = t.ike.as_mut() {
                 if std::mem::take(&mut t.rekey_requested) {
                     ike.rekey_child(now);
@@ -513,6 +520,42 @@ impl Tunnels {
     /// Sends what the tunnel's IKE SA has to send and acts on its events.
     fn drain(&mut self, ti: usize, now: Instant, io: &mut impl Io) {
         let mut changed = false;
+        // A pending responder SA: promoted once authenticated.
+        loop {
+            let t = &mut self.tunnels[ti];
+            let Some(p) = t.pending.as_mut() else { break };
+            while let Some(tx) = p.poll_transmit() {
+                send(io, &tx);
+            }
+            let Some(ev) = p.poll_event() else { break };
+            match ev {
+                Event::Established { .. } => {
+                    tracing::info!(tunnel = %t.s.name, "the peer's new IKE SA replaces the old one");
+                    let new = t.pending.take().expect("checked above");
+                    if let Some(mut old) = t.ike.replace(new) {
+                        old.delete(now);
+                        while let Some(tx) = old.poll_transmit() {
+                            send(io, &tx);
+                        }
+                    }
+                    let mut gone = ChildCounters::default();
+                    for c in t.children.drain(..) {
+                        add(&mut gone, &c.sa.counters());
+                    }
+                    add(&mut t.totals, &gone);
+                    changed = true;
+                    changed |= self.on_event(ti, now, ev);
+                    break;
+                }
+                Event::Closed { reason } => {
+                    tracing::info!(tunnel = %t.s.name, ?reason, "the peer's new IKE SA failed; the running one stays");
+                    t.pending = None;
+                }
+                other => {
+                    changed |= self.on_event(ti, now, other);
+                }
+            }
+        }
         loop {
             let t = &mut self.tunnels[ti];
             let Some(ike) = t.ike.as_mut() else { break };
@@ -682,6 +725,7 @@ impl Tunnels {
                 self.tunnels.push(Tunnel {
                     s: n,
                     ike: None,
+                    pending: None,
                     children: Vec::new(),
                     admin_down: false,
                     next_attempt: Some(now),
@@ -723,6 +767,7 @@ impl Tunnels {
         let t = &mut self.tunnels[ti];
         t.admin_down = true;
         t.next_attempt = None;
+        t.pending = None;
         if let Some(ike) = t.ike.as_mut() {
             ike.delete(now);
             while let Some(tx) = ike.poll_transmit() {
@@ -1075,6 +1120,47 @@ mod tests {
         let from = SocketAddr::new(IpAddr::V4(B1), natt::NATT_PORT);
         assert!(n.a.handle_esp(n.now, from, &mut d).is_none());
         assert_eq!(n.a.ts_violations, 1);
+    }
+
+    #[test]
+    fn a_peer_restart_replaces_the_sa_only_once_authenticated() {
+        let mut n = Net::new();
+        n.b.truncate(1);
+        n.a = Tunnels::new(vec![settings("t1", A, B1, 100, true)], n.now);
+        n.run(20, Duration::from_millis(50), Wire::default());
+        let spis = |n: &Net| n.a.status(n.now)[0].ike_spis.clone();
+        let before = spis(&n);
+        assert!(before.is_some());
+        // Someone at B1's address without the PSK starts a new IKE SA.
+        let mut forged = settings("cgw", B1, A, 100, true);
+        Arc::make_mut(&mut forged.ike).psk = SecretBytes::from_slice(b"not-the-right-psk");
+        n.b[0].1 = Tunnels::new(vec![forged], n.now);
+        n.run(20, Duration::from_millis(50), Wire::default());
+        let st = &n.a.status(n.now)[0];
+        assert_eq!(st.state, TunnelState::Up, "{st:#?}");
+        assert_eq!(spis(&n), before, "the running SA is untouched");
+        assert!(st
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("authentication"));
+        // The genuine peer restarts: its new SA replaces ours.
+        n.b[0].1 = Tunnels::new(vec![settings("cgw", B1, A, 100, true)], n.now);
+        n.run(20, Duration::from_millis(50), Wire::default());
+        let st = &n.a.status(n.now)[0];
+        assert_eq!(st.state, TunnelState::Up);
+        assert_ne!(spis(&n), before);
+        assert_eq!(
+            st.children.len(),
+            1,
+            "old CHILD SAs went with the old IKE SA"
+        );
+        let mut w = Wire::default();
+        let out = ping([172, 16, 4, 10], [10, 0, 1, 10]);
+        assert_eq!(n.a.seal(&out, &mut w), SealOutcome::Sent);
+        n.opened.clear();
+        n.run(1, Duration::from_millis(1), w);
+        assert_eq!(n.opened, vec![(B1, out)]);
     }
 
     #[test]
