@@ -36,6 +36,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(120);
 /// How long an SA replaced by a rekey keeps receiving when the peer never
 /// deletes it.
 const OLD_SA_GRACE: Duration = Duration::from_secs(30);
+/// An established IKE SA left without any CHILD SA (the peer deleted it, or
+/// it expired) for this long is restarted by the initiating side.
+const CHILDLESS_RESTART: Duration = Duration::from_secs(10);
 
 /// One tunnel's settings, resolved from the config and its PSK file.
 #[derive(Debug, Clone)]
@@ -151,6 +154,8 @@ struct Tunnel {
     totals: ChildCounters,
     /// The data path asked for a CHILD rekey (sequence space running out).
     rekey_requested: bool,
+    /// Since when the established IKE SA has had no CHILD SA.
+    childless_since: Option<Instant>,
 }
 
 /// Why a packet did not go into a tunnel.
@@ -291,6 +296,7 @@ impl Tunnels {
                     last_error: None,
                     totals: ChildCounters::default(),
                     rekey_requested: false,
+                    childless_since: None,
                 })
                 .collect(),
             by_spi: HashMap::new(),
@@ -499,6 +505,28 @@ impl Tunnels {
                 if ike.poll_timeout().is_some_and(|at| at <= now) {
                     ike.handle_timeout(now);
                 }
+            }
+            // An IKE SA without CHILD SA carries nothing: start over.
+            let established = t
+                .ike
+                .as_ref()
+                .is_some_and(|ike| ike.status().state == IkeState::Established);
+            if established && t.children.is_empty() {
+                let since = *t.childless_since.get_or_insert(now);
+                if t.s.initiate && now.duration_since(since) >= CHILDLESS_RESTART {
+                    tracing::warn!(tunnel = %t.s.name, "IKE SA without CHILD SA; restarting the tunnel");
+                    t.childless_since = None;
+                    if let Some(mut ike) = t.ike.take() {
+                        ike.delete(now);
+                        while let Some(tx) = ike.poll_transmit() {
+                            send(io, &tx);
+                        }
+                    }
+                    t.next_attempt = Some(now);
+                    continue;
+                }
+            } else {
+                t.childless_since = None;
             }
             let before = t.children.len();
             let mut gone = ChildCounters::default();
@@ -733,6 +761,7 @@ impl Tunnels {
                     last_error: None,
                     totals: ChildCounters::default(),
                     rekey_requested: false,
+                    childless_since: None,
                 });
             }
         }
