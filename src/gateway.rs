@@ -175,6 +175,7 @@ impl Settings {
             ike.force_encap = true;
             ike.keepalive_interval = cfg.ipsec.nat_keepalive;
             ike.replay_window = t.replay_window;
+            ike.child_lifetime_bytes = t.child_lifetime_bytes;
             tunnels.push(TunnelSettings {
                 source: format!("{t:?}"),
                 name: t.name.clone(),

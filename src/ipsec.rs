@@ -136,6 +136,8 @@ struct Child {
     installed: Instant,
     /// Replaced by a rekey: receives only, removed at this time at the latest.
     retire_at: Option<Instant>,
+    /// A rekey was asked for because of its sequence numbers or bytes.
+    rekey_asked: bool,
 }
 
 struct Tunnel {
@@ -414,6 +416,17 @@ impl Tunnels {
             Ok((inner, _next_header)) => {
                 let ok = src_address(&packet[inner.clone()])
                     .is_some_and(|src| ts_contains(&c.remote_ts, src));
+                let counters = c.sa.counters();
+                if !c.rekey_asked
+                    && c.retire_at.is_none()
+                    && t.s
+                        .ike
+                        .child_lifetime_bytes
+                        .is_some_and(|limit| counters.bytes_in + counters.bytes_out >= limit)
+                {
+                    c.rekey_asked = true;
+                    t.rekey_requested = true;
+                }
                 if let Some(ike) = t.ike.as_mut() {
                     ike.note_inbound_traffic(now);
                 }
@@ -461,7 +474,15 @@ impl Tunnels {
         {
             Ok(()) => {
                 io.send_udp(UdpPort::NatT, c.remote, &self.scratch);
-                if c.sa.seq_soft_expired() && !t.rekey_requested {
+                let counters = c.sa.counters();
+                let bytes_expired = t.s.ike.child_lifetime_bytes.is_some_and(|limit| {
+                    counters.bytes_in + counters.bytes_out >= limit && c.retire_at.is_none()
+                });
+                if (c.sa.seq_soft_expired() || bytes_expired)
+                    && !t.rekey_requested
+                    && !c.rekey_asked
+                {
+                    c.rekey_asked = true;
                     // The next tick starts the rekey (no clock here).
                     t.rekey_requested = true;
                 }
@@ -618,6 +639,7 @@ impl Tunnels {
             remote: esp_peer(p.remote),
             installed: now,
             retire_at: None,
+            rekey_asked: false,
         });
         t.backoff = MIN_BACKOFF;
         t.last_error = None;
@@ -1190,6 +1212,36 @@ mod tests {
         n.opened.clear();
         n.run(1, Duration::from_millis(1), w);
         assert_eq!(n.opened, vec![(B1, out)]);
+    }
+
+    #[test]
+    fn byte_lifetime_triggers_a_rekey_without_loss() {
+        let mut n = Net::new();
+        n.b.truncate(1);
+        let mut a1 = settings("t1", A, B1, 100, true);
+        Arc::make_mut(&mut a1.ike).child_lifetime_bytes = Some(1 << 20);
+        n.a = Tunnels::new(vec![a1], n.now);
+        n.run(20, Duration::from_millis(50), Wire::default());
+        let first = n.a.status(n.now)[0].children[0].spi_in.clone();
+        let mut big = ping([172, 16, 4, 10], [10, 0, 1, 10]);
+        big.resize(1400, 0xab);
+        let mut delivered = 0;
+        for _ in 0..(2 << 20) / 1400 {
+            let mut w = Wire::default();
+            assert_eq!(n.a.seal(&big, &mut w), SealOutcome::Sent);
+            n.opened.clear();
+            n.run(1, Duration::from_millis(1), w);
+            delivered += n.opened.len();
+        }
+        assert_eq!(
+            delivered,
+            (2 << 20) / 1400,
+            "no packet lost across the rekey"
+        );
+        let st = &n.a.status(n.now)[0];
+        let active: Vec<_> = st.children.iter().filter(|c| c.active).collect();
+        assert_eq!(active.len(), 1);
+        assert_ne!(active[0].spi_in, first, "rekeyed after 1 MiB");
     }
 
     #[test]

@@ -257,6 +257,9 @@ pub struct TunnelConfig {
     pub priority: u32,
     /// ESP anti-replay window in packets (the tunnel's own, or `ipsec.replay_window`).
     pub replay_window: u32,
+    /// Bytes (in and out) after which a CHILD SA is rekeyed; none by default
+    /// (AWS rekeys by time only).
+    pub child_lifetime_bytes: Option<u64>,
     /// UDP-encapsulate ESP even without a NAT.
     pub force_encap: bool,
     /// Whether the tunnel is brought up.
@@ -506,6 +509,7 @@ mod tests {
             start_action: StartAction::Initiate,
             priority: DEFAULT_TUNNEL_PRIORITY,
             replay_window: DEFAULT_REPLAY_WINDOW,
+            child_lifetime_bytes: None,
             force_encap: true,
             enabled: true,
         });

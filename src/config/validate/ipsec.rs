@@ -47,6 +47,7 @@ pub(crate) const TUNNEL_KEYS: &[&str] = &[
     "start_action",
     "priority",
     "replay_window",
+    "child_lifetime_bytes",
     "force_encap",
     "enabled",
 ];
@@ -335,6 +336,13 @@ impl Checker<'_> {
             ),
             None => replay_window,
         };
+        let child_lifetime_bytes = match self.get(t, "child_lifetime_bytes") {
+            // At least 1 MiB: a smaller volume would rekey all the time.
+            Some(f) => self
+                .integer(&f, 1 << 20, i64::MAX, "bytes, at least 1048576")
+                .map(|n| Some(n as u64)),
+            None => Some(None),
+        };
         let force_encap = match self.get(t, "force_encap") {
             Some(f) => match self.boolean(&f) {
                 Some(false) => {
@@ -380,6 +388,7 @@ impl Checker<'_> {
                 start_action: start_action?,
                 priority: priority?,
                 replay_window: tunnel_replay_window?,
+                child_lifetime_bytes: child_lifetime_bytes?,
                 force_encap: force_encap?,
                 enabled: enabled?,
             })
@@ -1587,6 +1596,23 @@ enabled = false
             "ipsec.tunnels[1].replay_window",
             "the replay window in packets must be between 64 and 2048, found 4096",
         );
+        let errs = fx.errors_with(
+            "replay_window = 2048",
+            "replay_window = 2048\nchild_lifetime_bytes = 4096",
+        );
+        one(
+            &errs,
+            42,
+            24,
+            "ipsec.tunnels[1].child_lifetime_bytes",
+            "bytes, at least 1048576",
+        );
+        let ok = fx.parses_with(
+            "replay_window = 2048",
+            "replay_window = 2048\nchild_lifetime_bytes = 1073741824",
+        );
+        assert_eq!(ok.ipsec.tunnels[1].child_lifetime_bytes, Some(1 << 30));
+        assert_eq!(ok.ipsec.tunnels[0].child_lifetime_bytes, None);
         let errs = fx.errors_with("replay_window = 512", "replay_window = 32");
         one(
             &errs,
@@ -1634,7 +1660,7 @@ enabled = false
              remote_address, local_address, local_id, remote_id, psk_file, ike_proposals, \
              esp_proposals, ike_lifetime, child_lifetime, rekey_margin, rekey_fuzz, dpd_interval, \
              dpd_timeout, local_ts, remote_ts, inside_cidr, start_action, priority, \
-             replay_window, force_encap, enabled",
+             replay_window, child_lifetime_bytes, force_encap, enabled",
         );
         let errs = fx.errors_with(
             "nat_keepalive = 15",
