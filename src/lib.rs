@@ -1,6 +1,8 @@
 //! ipiece: a site-to-site VPN gateway appliance.
 //!
 //! Layers (see the README's architecture section):
+//! - [`aws`]: the AWS side: the VPN connection's configuration XML imported
+//!   into the TOML, and the route planner.
 //! - [`config`]: the TOML model, validation with file:line:column, atomic edits.
 //! - [`wg`]: WireGuard peers around boringtun's `Tunn` (index and key lookup,
 //!   allowed IPs both ways, roaming), client-config rendering.
@@ -12,6 +14,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod aws;
 pub mod config;
 pub mod control;
 pub mod dataplane;

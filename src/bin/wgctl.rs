@@ -2,7 +2,8 @@
 //! to the running `ipieced` over its control socket.
 
 use clap::{Parser, Subcommand};
-use ipiece::config::edit::{next_free_address, ConfigEditor, NewPeer};
+use ipiece::aws::import::{self as aws_import, ImportOptions, VpnConfiguration};
+use ipiece::config::edit::{next_free_address, ConfigEditor, EditError, NewPeer};
 use ipiece::config::{
     generate_private_key, public_key, read_key_file, write_secret_file, Config, Key,
 };
@@ -10,6 +11,7 @@ use ipiece::control::client::{self, ClientError};
 use ipiece::control::{Request, Response};
 use ipiece::gateway::GatewayStatus;
 use ipiece::wg::client_config::{endpoint, qr_terminal, ClientConfig};
+use ipnet::IpNet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -119,6 +121,32 @@ enum Cmd {
         /// Tunnel name.
         name: String,
     },
+    /// The AWS side of the IPsec tunnels.
+    Aws {
+        #[command(subcommand)]
+        cmd: AwsCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AwsCmd {
+    /// Import a VPN connection: its two tunnels become [[ipsec.tunnels]]
+    /// (matched by AWS outside address: a re-import updates them in place),
+    /// their pre-shared keys 0600 files under ipsec/, and the VPC's CIDR
+    /// blocks remote prefixes.
+    Import {
+        /// The connection's CustomerGatewayConfiguration XML, e.g. saved by
+        /// `aws ec2 describe-vpn-connections --vpn-connection-ids vpn-...
+        /// --query 'VpnConnections[0].CustomerGatewayConfiguration' --output text`.
+        #[arg(long, value_name = "FILE")]
+        from_xml: PathBuf,
+        /// Tunnel names are PREFIX-1 and PREFIX-2 (by ascending AWS outside address).
+        #[arg(long, value_name = "PREFIX", default_value = "aws")]
+        name_prefix: String,
+        /// A CIDR block of the VPC, added to wireguard.remote_prefixes (repeat for several).
+        #[arg(long = "vpc-cidr", value_name = "CIDR")]
+        vpc_cidr: Vec<IpNet>,
+    },
 }
 
 type Result<T> = std::result::Result<T, String>;
@@ -202,6 +230,14 @@ fn run(cli: &Cli) -> Result<()> {
             Response::Error { message } => Err(message),
             other => Err(format!("unexpected answer from ipieced: {other:?}")),
         },
+        Cmd::Aws {
+            cmd:
+                AwsCmd::Import {
+                    from_xml,
+                    name_prefix,
+                    vpc_cidr,
+                },
+        } => aws_import_xml(path, from_xml, name_prefix, vpc_cidr),
         Cmd::Reload => match ask(path, &Request::Reload)? {
             Response::Reloaded(o) => {
                 print_reload(&o);
@@ -477,6 +513,53 @@ fn add_peer(
     applied
 }
 
+/// `wgctl aws import --from-xml`: reads the XML, upserts the tunnels and
+/// remote prefixes, writes the PSK files and the TOML in one commit (all or
+/// nothing), prints what changed and applies the file to a running daemon.
+fn aws_import_xml(path: &Path, xml: &Path, name_prefix: &str, vpc_cidrs: &[IpNet]) -> Result<()> {
+    aws_import::check_name_prefix(name_prefix).map_err(|e| format!("--name-prefix: {e}"))?;
+    let vpn = VpnConfiguration::load(xml).map_err(|e| e.to_string())?;
+    let (mut editor, cfg) = open_editor(path)?;
+    let opts = ImportOptions {
+        name_prefix: name_prefix.to_owned(),
+        vpc_cidrs: vpc_cidrs.to_vec(),
+    };
+    let report = aws_import::apply(&mut editor, &cfg, &vpn, &opts).map_err(|e| e.to_string())?;
+    editor.commit().map_err(|e| match e {
+        EditError::Invalid(errs) => {
+            format!("the imported configuration does not validate; nothing was written:\n{errs}")
+        }
+        other => format!("{other}; nothing was written"),
+    })?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if report.changed() {
+        for n in &report.notes {
+            eprintln!("note: {n}");
+        }
+    }
+    let what = match &vpn.vpn_gateway_id {
+        Some(vgw) => format!("{} ({vgw})", vpn.display_name()),
+        None => vpn.display_name(),
+    };
+    println!("{what} -> {}:", path.display());
+    for t in &report.tunnels {
+        println!("  {t}");
+    }
+    for p in &report.remote_prefixes_added {
+        println!("  wireguard.remote_prefixes: added {p}");
+    }
+    for p in &report.remote_prefixes_kept {
+        println!("  wireguard.remote_prefixes: {p} already routed");
+    }
+    if !report.changed() {
+        println!("no changes");
+        return Ok(());
+    }
+    apply_to_daemon(path)
+}
+
 fn emit_client(
     cfg: &Config,
     name: &str,
@@ -685,7 +768,7 @@ fn status(path: &Path, json: bool) -> Result<()> {
     println!(
         "  counters: udp rx {} | tun rx {} tx {} | malformed {} unknown-peer {} handshake-refused {} cookies {} | no-route {} remote-unrouted {} | esp tx {} rx {}",
         c.udp_rx, c.tun_rx, c.tun_tx, w.rx_malformed, w.rx_unknown_peer, w.rx_handshake_refused,
-        w.cookies_sent, w.tx_no_route + c.tun_no_route, c.remote_unrouted, c.esp_tx, c.esp_rx
+        w.cookies_sent, c.tun_no_route, c.remote_unrouted, c.esp_tx, c.esp_rx
     );
     Ok(())
 }

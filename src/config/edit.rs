@@ -8,6 +8,12 @@
 //! [`Config::parse`] and refuses to write an invalid file; it keeps the previous
 //! version as `<file>.bak` and replaces the file by an fsynced rename, so a crash
 //! at any instant leaves either the old or the new file.
+//!
+//! Besides peers, the editor adds or updates IPsec tunnels in place
+//! ([`ConfigEditor::upsert_tunnel`], keyed by `remote_address`), edits
+//! `wireguard.remote_prefixes`, and stages secret files (PSKs) that the
+//! commit writes before the TOML and rolls back when the TOML is not written
+//! ([`ConfigEditor::stage_secret_file`]).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -18,13 +24,14 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use toml_edit::{value, Array, ArrayOfTables, DocumentMut, Item, Table, TableLike, Value};
 
 use super::fsutil;
-use super::keys::Key;
-use super::model::{Config, ConfigErrors};
+use super::keys::{write_secret_file, Key};
+use super::model::{Config, ConfigErrors, StartAction};
 use super::validate::syntax_error;
+use crate::ike::crypto::SecretBytes;
 
 /// A peer to append with [`ConfigEditor::add_peer`].
 ///
@@ -46,6 +53,107 @@ pub struct NewPeer {
     pub keepalive: Option<u16>,
     /// DNS servers for the client configuration; omitted from the file when empty.
     pub dns: Vec<IpAddr>,
+}
+
+/// An `[[ipsec.tunnels]]` table to add or update with
+/// [`ConfigEditor::upsert_tunnel`]; a table is identified by its
+/// `remote_address`.
+///
+/// Every `Option` is "written when `Some`": a `Some` value replaces the key's
+/// value in place (keeping its comment), a `None` leaves the key as it is (a
+/// new table then has no such key, so the default applies). `start_action`
+/// and `priority` are written only when the table is created: they are the
+/// operator's choices, which a re-import must not undo. Keys that
+/// `NewTunnel` does not know (`local_address`, `remote_id`, `rekey_margin`,
+/// `replay_window`, `enabled`, ...) are never touched.
+///
+/// Paths are written as given: pass them relative to the configuration file's
+/// directory when they are inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTunnel {
+    /// Unique tunnel name, `[A-Za-z0-9_.-]{1,32}` (an existing table matched
+    /// by `remote_address` is renamed to it).
+    pub name: String,
+    /// The peer's outside address: the key that identifies the table.
+    pub remote_address: IpAddr,
+    /// The file holding the pre-shared key.
+    pub psk_file: PathBuf,
+    /// Our IKE identity, in strongSwan's syntax.
+    pub local_id: Option<String>,
+    /// The tunnel inside CIDR (a /30 in 169.254.0.0/16).
+    pub inside_cidr: Option<Ipv4Net>,
+    /// IKE proposals, swanctl syntax.
+    pub ike_proposals: Option<String>,
+    /// ESP proposals, swanctl syntax.
+    pub esp_proposals: Option<String>,
+    /// IKE SA lifetime in seconds.
+    pub ike_lifetime: Option<u64>,
+    /// CHILD SA lifetime in seconds.
+    pub child_lifetime: Option<u64>,
+    /// DPD interval in seconds.
+    pub dpd_interval: Option<u64>,
+    /// DPD timeout in seconds.
+    pub dpd_timeout: Option<u64>,
+    /// Who starts the tunnel; written only into a new table.
+    pub start_action: Option<StartAction>,
+    /// Outbound preference (lower is preferred); written only into a new table.
+    pub priority: Option<u32>,
+}
+
+impl NewTunnel {
+    /// A tunnel with only the required keys; every optional one `None`.
+    pub fn new(name: impl Into<String>, remote_address: IpAddr, psk_file: PathBuf) -> NewTunnel {
+        NewTunnel {
+            name: name.into(),
+            remote_address,
+            psk_file,
+            local_id: None,
+            inside_cidr: None,
+            ike_proposals: None,
+            esp_proposals: None,
+            ike_lifetime: None,
+            child_lifetime: None,
+            dpd_interval: None,
+            dpd_timeout: None,
+            start_action: None,
+            priority: None,
+        }
+    }
+}
+
+/// What [`ConfigEditor::upsert_tunnel`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upsert {
+    /// A new `[[ipsec.tunnels]]` table was appended.
+    Added,
+    /// The table with the same `remote_address` was updated in place.
+    Updated {
+        /// The keys whose values changed (or that were added), in table order.
+        keys: Vec<String>,
+        /// The table's previous name, when `name` was among them.
+        renamed_from: Option<String>,
+    },
+    /// The table with the same `remote_address` already had every value.
+    Unchanged,
+}
+
+/// What [`ConfigEditor::stage_secret_file`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretChange {
+    /// The file does not exist yet; the commit creates it.
+    Created,
+    /// The file exists with other content (or a mode other than 0600); the
+    /// commit replaces it.
+    Replaced,
+    /// The file already holds exactly this secret with a private mode; nothing
+    /// is written.
+    Unchanged,
+}
+
+/// A secret file to write on commit.
+struct StagedSecret {
+    path: PathBuf,
+    contents: SecretBytes,
 }
 
 /// Why an edit failed.
@@ -102,6 +210,8 @@ pub struct ConfigEditor {
     path: PathBuf,
     original: String,
     doc: DocumentMut,
+    /// Secret files written by [`ConfigEditor::commit`] before the TOML.
+    secrets: Vec<StagedSecret>,
     /// Holds the `flock` on `<file>.lock`; closing it releases the lock.
     _lock: File,
 }
@@ -154,6 +264,7 @@ impl ConfigEditor {
             path: path.to_path_buf(),
             original,
             doc,
+            secrets: Vec::new(),
             _lock: lock,
         })
     }
@@ -358,7 +469,373 @@ impl ConfigEditor {
         Ok(())
     }
 
+    // ---- [[ipsec.tunnels]] ----
+
+    /// The tunnel tables' container: `Some` array of `ipsec.tunnels` (either
+    /// form), `None` when there is none yet.
+    fn tunnels_item(&self) -> Result<Option<&Item>, EditError> {
+        let Some(ipsec) = self.doc.get("ipsec") else {
+            return Ok(None);
+        };
+        let Some(ipsec) = ipsec.as_table_like() else {
+            return Err(self.malformed("`ipsec` is not a table"));
+        };
+        match ipsec.get("tunnels") {
+            None => Ok(None),
+            Some(item @ Item::ArrayOfTables(_)) | Some(item @ Item::Value(Value::Array(_))) => {
+                Ok(Some(item))
+            }
+            Some(_) => Err(self.malformed("`ipsec.tunnels` is not an array of tables")),
+        }
+    }
+
+    /// Index of the tunnel whose `remote_address` is `remote` (compared as
+    /// addresses, so the spelling does not matter).
+    fn find_tunnel(&self, remote: IpAddr) -> Result<Option<usize>, EditError> {
+        let matches = |v: Option<&Value>| {
+            v.and_then(Value::as_str)
+                .and_then(|s| s.trim().parse::<IpAddr>().ok())
+                == Some(remote)
+        };
+        Ok(match self.tunnels_item()? {
+            None => None,
+            Some(Item::ArrayOfTables(aot)) => aot
+                .iter()
+                .position(|t| matches(t.get("remote_address").and_then(Item::as_value))),
+            Some(Item::Value(Value::Array(arr))) => arr
+                .iter()
+                .position(|v| matches(v.as_inline_table().and_then(|t| t.get("remote_address")))),
+            Some(_) => None,
+        })
+    }
+
+    /// The tunnel table at `idx`, for in-place edits.
+    fn tunnel_table_mut(&mut self, idx: usize) -> Option<&mut dyn TableLike> {
+        let tunnels = self
+            .doc
+            .get_mut("ipsec")?
+            .as_table_like_mut()?
+            .get_mut("tunnels")?;
+        match tunnels {
+            Item::ArrayOfTables(aot) => aot.get_mut(idx).map(|t| t as &mut dyn TableLike),
+            Item::Value(Value::Array(arr)) => arr
+                .get_mut(idx)
+                .and_then(Value::as_inline_table_mut)
+                .map(|t| t as &mut dyn TableLike),
+            _ => None,
+        }
+    }
+
+    /// Adds the `[[ipsec.tunnels]]` table `t`, or updates the one with the
+    /// same `remote_address` in place (never a second table for the same
+    /// peer), keeping comments, key order and every key `t` does not set
+    /// (see [`NewTunnel`] for which keys are written when).
+    ///
+    /// A new table goes right after the last tunnel table, else right after
+    /// an `[ipsec]` header, else at the end of the file (like
+    /// [`ConfigEditor::add_peer`]); an `ipsec.tunnels = [...]` array of inline
+    /// tables keeps its style. Nothing is checked here beyond the document's
+    /// structure: [`ConfigEditor::commit`] validates the whole file (a name
+    /// used by another tunnel, for instance).
+    pub fn upsert_tunnel(&mut self, t: &NewTunnel) -> Result<Upsert, EditError> {
+        let psk_file = t
+            .psk_file
+            .to_str()
+            .ok_or_else(|| EditError::NonUtf8Path(t.psk_file.clone()))?
+            .to_owned();
+        // The keys written on every upsert, in the order a new table gets them.
+        let mut keys: Vec<(&'static str, Value)> = vec![
+            ("name", Value::from(t.name.as_str())),
+            ("remote_address", Value::from(t.remote_address.to_string())),
+        ];
+        if let Some(id) = &t.local_id {
+            keys.push(("local_id", Value::from(id.as_str())));
+        }
+        keys.push(("psk_file", Value::from(psk_file)));
+        if let Some(c) = t.inside_cidr {
+            keys.push(("inside_cidr", Value::from(c.to_string())));
+        }
+        for (key, v) in [
+            ("ike_proposals", &t.ike_proposals),
+            ("esp_proposals", &t.esp_proposals),
+        ] {
+            if let Some(v) = v {
+                keys.push((key, Value::from(v.as_str())));
+            }
+        }
+        for (key, v) in [
+            ("ike_lifetime", t.ike_lifetime),
+            ("child_lifetime", t.child_lifetime),
+            ("dpd_interval", t.dpd_interval),
+            ("dpd_timeout", t.dpd_timeout),
+        ] {
+            if let Some(v) = v {
+                keys.push((key, Value::from(toml_int(v))));
+            }
+        }
+
+        if let Some(idx) = self.find_tunnel(t.remote_address)? {
+            let path = self.path.clone();
+            let table = self
+                .tunnel_table_mut(idx)
+                .ok_or_else(|| EditError::Malformed {
+                    path,
+                    message: "`ipsec.tunnels` is not an array of tables".into(),
+                })?;
+            let old_name = table.get("name").and_then(Item::as_str).map(str::to_owned);
+            let mut changed = Vec::new();
+            for (key, v) in keys {
+                if set_value(table, key, v) {
+                    changed.push(key.to_owned());
+                }
+            }
+            if changed.is_empty() {
+                return Ok(Upsert::Unchanged);
+            }
+            let renamed_from = old_name.filter(|n| *n != t.name);
+            return Ok(Upsert::Updated {
+                keys: changed,
+                renamed_from,
+            });
+        }
+
+        let mut table = Table::new();
+        for (key, v) in keys {
+            table.insert(key, Item::Value(v));
+        }
+        if let Some(a) = t.start_action {
+            table.insert("start_action", value(a.as_str()));
+        }
+        if let Some(p) = t.priority {
+            table.insert("priority", value(i64::from(p)));
+        }
+        self.append_tunnel_table(table)?;
+        Ok(Upsert::Added)
+    }
+
+    /// Places a new tunnel table (see [`ConfigEditor::upsert_tunnel`]).
+    fn append_tunnel_table(&mut self, mut table: Table) -> Result<(), EditError> {
+        if !self.doc.contains_key("ipsec") {
+            let mut ipsec = Table::new();
+            ipsec.set_implicit(true);
+            self.doc.insert("ipsec", Item::Table(ipsec));
+        }
+        // Where the new table goes: after the last tunnel, else after [ipsec].
+        let anchor = {
+            let ipsec = match self.doc.get("ipsec") {
+                Some(Item::Table(t)) => t,
+                Some(Item::Value(Value::InlineTable(_))) => {
+                    return Err(self.malformed(
+                        "`ipsec` is an inline table; write it as an [ipsec] table so that wgctl can add tunnels",
+                    ))
+                }
+                _ => return Err(self.malformed("`ipsec` is not a table")),
+            };
+            match ipsec.get("tunnels") {
+                Some(Item::Value(Value::Array(_))) => None,
+                Some(Item::ArrayOfTables(aot)) => aot
+                    .iter()
+                    .filter_map(|t| {
+                        let mut max = t.position();
+                        visit_tables(t, &mut |s| max = max.max(s.position()));
+                        max
+                    })
+                    .max(),
+                Some(_) => return Err(self.malformed("`ipsec.tunnels` is not an array of tables")),
+                None => None,
+            }
+            .or_else(|| {
+                if ipsec.is_implicit() {
+                    None
+                } else {
+                    ipsec.position()
+                }
+            })
+        };
+        let ipsec = self
+            .doc
+            .get_mut("ipsec")
+            .and_then(Item::as_table_mut)
+            .ok_or_else(|| EditError::Malformed {
+                path: self.path.clone(),
+                message: "`ipsec` is not a table".into(),
+            })?;
+        if let Some(Item::Value(Value::Array(arr))) = ipsec.get_mut("tunnels") {
+            // `tunnels = [ {...}, ... ]`: keep the inline style.
+            let mut inline = table.into_inline_table();
+            inline.fmt();
+            arr.push(inline);
+            return Ok(());
+        }
+        match anchor {
+            Some(pos) => {
+                shift_positions(self.doc.as_table_mut(), pos + 1);
+                table.set_position(Some(pos + 1));
+                table.decor_mut().set_prefix("\n");
+            }
+            None => {
+                let position = max_position(self.doc.as_table()).map_or(0, |p| p + 1);
+                table.set_position(Some(position));
+                let trailing = self.doc.trailing().as_str().unwrap_or("").to_owned();
+                let prefix = if trailing.trim().is_empty() {
+                    "\n".to_owned()
+                } else {
+                    format!("{}\n\n", trailing.trim_end())
+                };
+                table.decor_mut().set_prefix(prefix);
+                self.doc.set_trailing("");
+            }
+        }
+        let ipsec = self
+            .doc
+            .get_mut("ipsec")
+            .and_then(Item::as_table_mut)
+            .expect("checked above");
+        match ipsec.get_mut("tunnels") {
+            Some(Item::ArrayOfTables(aot)) => aot.push(table),
+            _ => {
+                let mut aot = ArrayOfTables::new();
+                aot.push(table);
+                ipsec.insert("tunnels", Item::ArrayOfTables(aot));
+            }
+        }
+        Ok(())
+    }
+
+    // ---- wireguard.remote_prefixes ----
+
+    /// `wireguard.remote_prefixes` for editing, created (empty) when absent.
+    fn remote_prefixes_mut(&mut self) -> Result<&mut Array, EditError> {
+        let path = self.path.clone();
+        let malformed = |message: &str| EditError::Malformed {
+            path: path.clone(),
+            message: message.to_owned(),
+        };
+        let wg = self
+            .doc
+            .get_mut("wireguard")
+            .and_then(Item::as_table_like_mut)
+            .ok_or_else(|| malformed("there is no [wireguard] table"))?;
+        if wg.get("remote_prefixes").is_none() {
+            wg.insert("remote_prefixes", value(Array::new()));
+        }
+        wg.get_mut("remote_prefixes")
+            .and_then(Item::as_array_mut)
+            .ok_or_else(|| malformed("`wireguard.remote_prefixes` is not an array"))
+    }
+
+    /// Replaces `wireguard.remote_prefixes` with `prefixes` (host bits
+    /// cleared, duplicates dropped, order kept), keeping the key's comment and
+    /// the array's layout (one line or one prefix per line). Returns whether
+    /// anything changed; prefixes already there in the same order change nothing.
+    pub fn set_remote_prefixes(&mut self, prefixes: &[IpNet]) -> Result<bool, EditError> {
+        let mut want: Vec<IpNet> = Vec::new();
+        for p in prefixes {
+            if !want.contains(&p.trunc()) {
+                want.push(p.trunc());
+            }
+        }
+        let arr = self.remote_prefixes_mut()?;
+        let current: Vec<Option<IpNet>> = arr.iter().map(parse_prefix).collect();
+        if current.len() == want.len() && current.iter().zip(&want).all(|(c, w)| *c == Some(*w)) {
+            return Ok(false);
+        }
+        let multiline = arr.iter().any(|v| {
+            v.decor()
+                .prefix()
+                .and_then(|p| p.as_str())
+                .is_some_and(|p| p.contains('\n'))
+        });
+        let indent = arr
+            .iter()
+            .last()
+            .and_then(|v| v.decor().prefix().and_then(|p| p.as_str()))
+            .map(str::to_owned);
+        arr.clear();
+        for p in &want {
+            let mut v = Value::from(p.to_string());
+            let prefix = match (&indent, multiline) {
+                (Some(i), true) => i.clone(),
+                _ if arr.is_empty() => String::new(),
+                _ => " ".to_owned(),
+            };
+            v.decor_mut().set_prefix(prefix);
+            v.decor_mut().set_suffix("");
+            arr.push_formatted(v);
+        }
+        if !multiline {
+            arr.set_trailing("");
+            arr.set_trailing_comma(false);
+        }
+        Ok(true)
+    }
+
+    /// Appends to `wireguard.remote_prefixes` the prefixes (host bits
+    /// cleared) it does not hold yet, in the array's layout. Returns the ones
+    /// appended. A prefix that overlaps an existing one without being equal
+    /// is appended all the same: [`ConfigEditor::commit`] then refuses the
+    /// file with the validator's message.
+    pub fn add_remote_prefixes(&mut self, prefixes: &[IpNet]) -> Result<Vec<IpNet>, EditError> {
+        let arr = self.remote_prefixes_mut()?;
+        let mut have: Vec<IpNet> = arr.iter().filter_map(parse_prefix).collect();
+        let mut added = Vec::new();
+        for p in prefixes.iter().map(IpNet::trunc) {
+            if have.contains(&p) {
+                continue;
+            }
+            push_like_last(arr, &p.to_string());
+            have.push(p);
+            added.push(p);
+        }
+        Ok(added)
+    }
+
+    // ---- secret files ----
+
+    /// Stages a secret file (an IPsec PSK) to be written with mode 0600 by
+    /// [`ConfigEditor::commit`], before the TOML and before validation (which
+    /// reads it). A relative `path` is taken relative to the configuration
+    /// file's directory. A file that already holds exactly `contents` with a
+    /// private mode is left alone ([`SecretChange::Unchanged`], not staged).
+    ///
+    /// If the commit fails, every staged file it created is removed again and
+    /// every one it replaced gets its previous content back.
+    pub fn stage_secret_file(
+        &mut self,
+        path: &Path,
+        contents: SecretBytes,
+    ) -> Result<SecretChange, EditError> {
+        let abs = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            fsutil::parent_dir(&self.path).join(path)
+        };
+        let change = match fs::metadata(&abs) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => SecretChange::Created,
+            Err(e) => return Err(io_error(&abs)(e)),
+            Ok(meta) => {
+                let old = SecretBytes::new(fs::read(&abs).map_err(io_error(&abs))?);
+                if old == contents && meta.mode() & 0o077 == 0 {
+                    SecretChange::Unchanged
+                } else {
+                    SecretChange::Replaced
+                }
+            }
+        };
+        self.secrets.retain(|s| s.path != abs);
+        if change != SecretChange::Unchanged {
+            self.secrets.push(StagedSecret {
+                path: abs,
+                contents,
+            });
+        }
+        Ok(change)
+    }
+
     /// The configuration as it stands in the edited document, validated.
+    /// (Secret files staged with [`ConfigEditor::stage_secret_file`] are not
+    /// written yet, so a tunnel whose PSK file is only staged does not
+    /// validate here; [`ConfigEditor::commit`] writes them first.)
     pub fn config(&self) -> Result<Config, ConfigErrors> {
         Config::parse(&self.path, &self.doc.to_string())
     }
@@ -371,16 +848,54 @@ impl ConfigEditor {
     /// text is written to `<file>.bak` and the new text to `<dir>/.<name>.tmp`
     /// (each created with the original file's mode and owner, fsynced, renamed
     /// into place, directory fsynced).
-    pub fn commit(self) -> Result<(), EditError> {
+    ///
+    /// Staged secret files ([`ConfigEditor::stage_secret_file`]) are written
+    /// first (mode 0600, atomically), because validation reads them; when
+    /// anything after that fails, they are rolled back (created files and
+    /// directories removed, replaced files restored), so a failed commit
+    /// leaves the TOML and its secrets as they were.
+    pub fn commit(mut self) -> Result<(), EditError> {
         let text = self.doc.to_string();
-        Config::parse(&self.path, &text).map_err(EditError::Invalid)?;
-        if text == self.original {
-            return Ok(());
+        let secrets = std::mem::take(&mut self.secrets);
+        if secrets.is_empty() {
+            Config::parse(&self.path, &text).map_err(EditError::Invalid)?;
+            if text == self.original {
+                return Ok(());
+            }
         }
-        let current = fs::read_to_string(&self.path).map_err(io_error(&self.path))?;
-        if current != self.original {
-            return Err(EditError::Conflict { path: self.path });
+        // Also with secrets alone: they were staged against this version.
+        if text != self.original || !secrets.is_empty() {
+            let current = fs::read_to_string(&self.path).map_err(io_error(&self.path))?;
+            if current != self.original {
+                return Err(EditError::Conflict { path: self.path });
+            }
         }
+        let mut undo = SecretUndo::default();
+        let result = (|| {
+            for s in &secrets {
+                undo.write(&s.path, &s.contents)?;
+            }
+            if !secrets.is_empty() {
+                Config::parse(&self.path, &text).map_err(EditError::Invalid)?;
+            }
+            if text != self.original {
+                self.write_text(&text)?;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            // A failure after the rename (fsync of the directory) leaves the
+            // new file in place: its secrets must stay then.
+            let written = fs::read_to_string(&self.path).is_ok_and(|t| t == text);
+            if !written || text == self.original {
+                undo.rollback();
+            }
+        }
+        result
+    }
+
+    /// Writes `<file>.bak` and then the new text, both atomically.
+    fn write_text(&self, text: &str) -> Result<(), EditError> {
         let meta = fs::metadata(&self.path).map_err(io_error(&self.path))?;
         let mode = meta.mode() & 0o7777;
         let owner = Some((meta.uid(), meta.gid()));
@@ -390,6 +905,160 @@ impl ConfigEditor {
         fsutil::atomic_write(&self.path, text.as_bytes(), mode, owner)
             .map_err(io_error(&self.path))?;
         Ok(())
+    }
+}
+
+/// The secret files a commit wrote, and how to undo each.
+#[derive(Default)]
+struct SecretUndo {
+    /// (file, its previous content or `None` when it was created), in order.
+    files: Vec<(PathBuf, Option<SecretBytes>)>,
+    /// Directories created for them, outermost first.
+    dirs: Vec<PathBuf>,
+}
+
+impl SecretUndo {
+    fn write(&mut self, path: &Path, contents: &SecretBytes) -> Result<(), EditError> {
+        let previous = match fs::read(path) {
+            Ok(b) => Some(SecretBytes::new(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_error(path)(e)),
+        };
+        let mut missing = Vec::new();
+        let mut dir = fsutil::parent_dir(path);
+        while !dir.exists() {
+            missing.push(dir.to_path_buf());
+            match dir.parent() {
+                Some(p) if !p.as_os_str().is_empty() => dir = p,
+                _ => break,
+            }
+        }
+        self.dirs.extend(missing.into_iter().rev());
+        self.files.push((path.to_path_buf(), previous));
+        write_secret_file(path, contents.expose()).map_err(io_error(path))
+    }
+
+    /// Best effort: puts every file back as it was, newest first.
+    fn rollback(self) {
+        for (path, previous) in self.files.into_iter().rev() {
+            match previous {
+                Some(old) => {
+                    let _ = write_secret_file(&path, old.expose());
+                }
+                None => {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        for dir in self.dirs.iter().rev() {
+            // Fails (and is left) when something else is in it.
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Writes `new` into `t[key]`, keeping the old value's comment and spacing.
+/// Returns false (and changes nothing) when the value is already equal:
+/// the same string (or the same address or prefix, however written), or the
+/// same integer.
+fn set_value(t: &mut dyn TableLike, key: &str, new: Value) -> bool {
+    match t.get_mut(key) {
+        Some(item) => match item.as_value_mut() {
+            Some(v) => {
+                if same_value(v, &new) {
+                    return false;
+                }
+                let decor = v.decor().clone();
+                *v = new;
+                *v.decor_mut() = decor;
+                true
+            }
+            None => {
+                *item = Item::Value(new);
+                true
+            }
+        },
+        None => {
+            t.insert(key, Item::Value(new));
+            true
+        }
+    }
+}
+
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => {
+            let (x, y) = (x.value().trim(), y.value().trim());
+            x == y
+                || matches!((x.parse::<IpAddr>(), y.parse::<IpAddr>()), (Ok(p), Ok(q)) if p == q)
+                || matches!((x.parse::<IpNet>(), y.parse::<IpNet>()), (Ok(p), Ok(q)) if p == q)
+        }
+        (Value::Integer(x), Value::Integer(y)) => x.value() == y.value(),
+        (Value::Boolean(x), Value::Boolean(y)) => x.value() == y.value(),
+        _ => false,
+    }
+}
+
+/// A configuration integer (seconds); values beyond `i64` are clamped (and
+/// then refused by validation).
+fn toml_int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn parse_prefix(v: &Value) -> Option<IpNet> {
+    v.as_str()?.trim().parse::<IpNet>().ok().map(|p| p.trunc())
+}
+
+/// Appends the string `s` to `arr` in the layout of its last element: on a
+/// line of its own with the same indentation in a multi-line array (a comment
+/// after the last element stays with that element), else after `, `.
+fn push_like_last(arr: &mut Array, s: &str) {
+    let mut v = Value::from(s);
+    let last_prefix = arr.iter().last().and_then(|l| {
+        l.decor()
+            .prefix()
+            .and_then(|p| p.as_str())
+            .map(str::to_owned)
+    });
+    let prefix = match last_prefix {
+        None => String::new(),
+        Some(p) if p.contains('\n') => {
+            let indent = &p[p.rfind('\n').map_or(0, |i| i + 1)..];
+            let trailing = arr.trailing().as_str().unwrap_or("").to_owned();
+            match trailing.rfind('\n') {
+                // `"a",  # comment\n]`: the comment belongs to "a".
+                Some(nl) if trailing[..nl].contains('#') => {
+                    arr.set_trailing(format!("\n{}", &trailing[nl + 1..]));
+                    format!("{}{indent}", &trailing[..=nl])
+                }
+                _ => p,
+            }
+        }
+        Some(_) => " ".to_owned(),
+    };
+    v.decor_mut().set_prefix(prefix);
+    v.decor_mut().set_suffix("");
+    arr.push_formatted(v);
+}
+
+/// Adds one to the position of every table at `from` or later, to make room
+/// for a table at `from`.
+fn shift_positions(t: &mut Table, from: isize) {
+    if let Some(p) = t.position() {
+        if p >= from {
+            t.set_position(Some(p + 1));
+        }
+    }
+    for (_, item) in t.iter_mut() {
+        match item {
+            Item::Table(sub) => shift_positions(sub, from),
+            Item::ArrayOfTables(aot) => {
+                for sub in aot.iter_mut() {
+                    shift_positions(sub, from);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -1001,6 +1670,400 @@ address = "172.16.60.3"
         assert!(starts_with_blank_line("  \n"));
         assert!(!starts_with_blank_line("# x\n"));
         assert!(!starts_with_blank_line(""));
+    }
+
+    // ---- [[ipsec.tunnels]], remote prefixes, staged secrets ----
+
+    fn tunnel(name: &str, remote: &str, inside: &str) -> NewTunnel {
+        NewTunnel {
+            local_id: Some("198.51.100.10".into()),
+            inside_cidr: Some(inside.parse().unwrap()),
+            dpd_interval: Some(10),
+            dpd_timeout: Some(30),
+            start_action: Some(StartAction::Initiate),
+            priority: Some(100),
+            ..NewTunnel::new(
+                name,
+                remote.parse().unwrap(),
+                PathBuf::from(format!("ipsec/{name}.psk")),
+            )
+        }
+    }
+
+    fn psk(s: &str) -> SecretBytes {
+        SecretBytes::from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn upsert_adds_tunnels_and_writes_psks_with_the_commit() {
+        let fx = fixture(COMMENTED);
+        let before = fx.text();
+        let mut ed = ConfigEditor::open(&fx.path).unwrap();
+        for (name, remote, inside, key) in [
+            ("aws-1", "203.0.113.1", "169.254.10.0/30", "first.key.123"),
+            ("aws-2", "203.0.113.2", "169.254.11.0/30", "second.key.123"),
+        ] {
+            let change = ed
+                .stage_secret_file(Path::new(&format!("ipsec/{name}.psk")), psk(key))
+                .unwrap();
+            assert_eq!(change, SecretChange::Created);
+            assert_eq!(
+                ed.upsert_tunnel(&tunnel(name, remote, inside)).unwrap(),
+                Upsert::Added
+            );
+        }
+        // Nothing on disk before the commit.
+        assert!(!fx.dir.path().join("ipsec").exists());
+        ed.commit().unwrap();
+        let text = fx.text();
+        let added = "# trailing comment\n\n[[ipsec.tunnels]]\nname = \"aws-1\"\nremote_address = \"203.0.113.1\"\nlocal_id = \"198.51.100.10\"\npsk_file = \"ipsec/aws-1.psk\"\ninside_cidr = \"169.254.10.0/30\"\ndpd_interval = 10\ndpd_timeout = 30\nstart_action = \"initiate\"\npriority = 100\n\n[[ipsec.tunnels]]\nname = \"aws-2\"\n";
+        assert!(
+            text.starts_with(&before.replace("# trailing comment\n", "")),
+            "{text}"
+        );
+        assert!(text.contains(added), "{text}");
+        let cfg = Config::load(&fx.path).unwrap();
+        assert_eq!(cfg.ipsec.tunnels.len(), 2);
+        assert_eq!(cfg.tunnel("aws-2").unwrap().priority, 100);
+        let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o7777;
+        let key1 = fx.dir.path().join("ipsec/aws-1.psk");
+        assert_eq!(fs::read(&key1).unwrap(), b"first.key.123");
+        assert_eq!(mode(&key1), 0o600);
+        assert_eq!(mode(&fx.dir.path().join("ipsec")), 0o700);
+
+        // The same again: nothing changes, nothing is written.
+        let bak = fs::read_to_string(fx.dir.path().join("gateway.toml.bak")).unwrap();
+        let mut ed = ConfigEditor::open(&fx.path).unwrap();
+        assert_eq!(
+            ed.stage_secret_file(Path::new("ipsec/aws-1.psk"), psk("first.key.123"))
+                .unwrap(),
+            SecretChange::Unchanged
+        );
+        assert_eq!(
+            ed.upsert_tunnel(&tunnel("aws-1", "203.0.113.1", "169.254.10.0/30"))
+                .unwrap(),
+            Upsert::Unchanged
+        );
+        ed.commit().unwrap();
+        assert_eq!(fx.text(), text);
+        assert_eq!(
+            fs::read_to_string(fx.dir.path().join("gateway.toml.bak")).unwrap(),
+            bak
+        );
+    }
+
+    const WITH_TUNNEL: &str = r#"[gateway]
+name = "gw"
+public_endpoint = "198.51.100.10"
+
+[wireguard]
+address = "172.16.60.1/24"
+private_key_file = "wg.key"
+remote_prefixes = ["10.0.0.0/16"]  # the VPC
+
+[ipsec]
+replay_window = 512
+
+# the first AWS tunnel
+[[ipsec.tunnels]]
+name = "aws-1"
+remote_address = "203.0.113.1"   # AWS outside address
+psk_file = "ipsec/aws-1.psk"
+inside_cidr = "169.254.10.0/30"  # from the console
+local_address = "192.168.1.10"
+priority = 50  # preferred here
+enabled = false
+
+# laptops
+[[peers]]
+name = "alice"
+public_key = "ALICE"
+address = "172.16.60.2"
+"#;
+
+    fn with_tunnel() -> Fx {
+        let fx = fixture(WITH_TUNNEL);
+        write_secret_file(&fx.dir.path().join("ipsec/aws-1.psk"), b"old.key.1234").unwrap();
+        assert_eq!(Config::load(&fx.path).unwrap().ipsec.tunnels.len(), 1);
+        fx
+    }
+
+    #[test]
+    fn upsert_updates_in_place_keeping_comments_and_other_keys() {
+        let fx = with_tunnel();
+        let before = fx.text();
+        let mut ed = ConfigEditor::open(&fx.path).unwrap();
+        let mut t = tunnel("aws-1", "203.0.113.1", "169.254.12.0/30");
+        t.local_id = None;
+        t.priority = Some(100); // only for new tables: the file's 50 stays
+        t.start_action = Some(StartAction::Wait); // likewise
+        match ed.upsert_tunnel(&t).unwrap() {
+            Upsert::Updated { keys, renamed_from } => {
+                assert_eq!(keys, ["inside_cidr", "dpd_interval", "dpd_timeout"]);
+                assert_eq!(renamed_from, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        ed.commit().unwrap();
+        let expected = before
+            .replace(
+                "inside_cidr = \"169.254.10.0/30\"  # from the console",
+                "inside_cidr = \"169.254.12.0/30\"  # from the console",
+            )
+            .replace(
+                "enabled = false\n",
+                "enabled = false\ndpd_interval = 10\ndpd_timeout = 30\n",
+            );
+        assert_eq!(fx.text(), expected);
+
+        // Matched by address however it is spelled; renamed in place.
+        let mut ed = ConfigEditor::open(&fx.path).unwrap();
+        let mut t = tunnel("vpn-a", "203.0.113.1", "169.254.12.0/30");
+        t.local_id = None;
+        t.psk_file = "ipsec/aws-1.psk".into();
+        match ed.upsert_tunnel(&t).unwrap() {
+            Upsert::Updated { keys, renamed_from } => {
+                assert_eq!(keys, ["name"]);
+                assert_eq!(renamed_from.as_deref(), Some("aws-1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(ed.config().unwrap().ipsec.tunnels[0].name, "vpn-a");
+    }
+
+    #[test]
+    fn a_new_tunnel_goes_after_the_last_one() {
+        let fx = with_tunnel();
+        let before = fx.text();
+        let mut ed = ConfigEditor::open(&fx.path).unwrap();
+        ed.stage_secret_file(Path::new("ipsec/aws-2.psk"), psk("new.key.5678"))
+            .unwrap();
+        let mut t = tunnel("aws-2", "203.0.113.2", "169.254.11.0/30");
+        t.local_id = None;
+        t.dpd_interval = None;
+        t.dpd_timeout = None;
+        t.priority = Some(200);
+        assert_eq!(ed.upsert_tunnel(&t).unwrap(), Upsert::Added);
+        ed.commit().unwrap();
+        let new_table = "\n[[ipsec.tunnels]]\nname = \"aws-2\"\nremote_address = \"203.0.113.2\"\npsk_file = \"ipsec/aws-2.psk\"\ninside_cidr = \"169.254.11.0/30\"\nstart_action = \"initiate\"\npriority = 200\n";
+        let expected = before.replace(
+            "enabled = false\n",
+            &format!("enabled = false\n{new_table}"),
+        );
+        assert_eq!(fx.text(), expected);
+        let cfg = Config::load(&fx.path).unwrap();
+        assert_eq!(cfg.ipsec.replay_window, 512);
+        assert_eq!(cfg.peers.len(), 1);
+    }
+
+    #[test]
+    fn a_first_tunnel_goes_after_an_ipsec_header() {
+        let text = WITH_TUNNEL.replace(
+            "\n# the first AWS tunnel\n[[ipsec.tunnels]]\nname = \"aws-1\"\nremote_address = \"203.0.113.1\"   # AWS outside address\npsk_file = \"ipsec/aws-1.psk\"\ninside_cidr = \"169.254.10.0/30\"  # from the console\nlocal_address = \"192.168.1.10\"\npriority = 50  # preferred here\nenabled = false\n",
+            "",
+        );
+        let fx = fixture(&text);
+        let mut ed = ConfigEditor::open(&fx.path).unwrap();
+        ed.stage_secret_file(Path::new("ipsec/aws-1.psk"), psk("new.key.5678"))
+            .unwrap();
+        let mut t = tunnel("aws-1", "203.0.113.1", "169.254.10.0/30");
+        t.local_id = None;
+        t.dpd_interval = None;
+        t.dpd_timeout = None;
+        ed.upsert_tunnel(&t).unwrap();
+        ed.commit().unwrap();
+        assert!(
+            fx.text()
+                .contains("[ipsec]\nreplay_window = 512\n\n[[ipsec.tunnels]]\nname = \"aws-1\"\n"),
+            "{}",
+            fx.text()
+        );
+        let text = fx.text();
+        assert!(
+            text.find("[[ipsec.tunnels]]") < text.find("# laptops\n[[peers]]"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn inline_tunnel_arrays_keep_their_style() {
+        let text = "[gateway]\nname = \"g\"\npublic_endpoint = \"198.51.100.10\"\n[wireguard]\naddress = \"172.16.60.1/24\"\nprivate_key_file = \"wg.key\"\n[ipsec]\ntunnels = [{ name = \"aws-1\", remote_address = \"203.0.113.1\", psk_file = \"ipsec/aws-1.psk\" }]\n";
+        let fx = fixture(text);
+        write_secret_file(&fx.dir.path().join("ipsec/aws-1.psk"), b"old.key.1234").unwrap();
+        let mut ed = ConfigEditor::open(&fx.path).unwrap();
+        let mut t = tunnel("aws-1", "203.0.113.1", "169.254.10.0/30");
+        t.local_id = None;
+        assert!(matches!(
+            ed.upsert_tunnel(&t).unwrap(),
+            Upsert::Updated { .. }
+        ));
+        ed.stage_secret_file(Path::new("ipsec/aws-2.psk"), psk("new.key.5678"))
+            .unwrap();
+        let mut t2 = tunnel("aws-2", "203.0.113.2", "169.254.11.0/30");
+        t2.local_id = None;
+        assert_eq!(ed.upsert_tunnel(&t2).unwrap(), Upsert::Added);
+        ed.commit().unwrap();
+        let cfg = Config::load(&fx.path).unwrap();
+        assert_eq!(cfg.ipsec.tunnels.len(), 2);
+        assert_eq!(
+            cfg.tunnel("aws-1").unwrap().inside_cidr,
+            "169.254.10.0/30".parse().ok()
+        );
+        assert!(fx.text().contains("tunnels = [{ name = \"aws-1\""));
+        assert!(!fx.text().contains("[[ipsec.tunnels]]"));
+    }
+
+    #[test]
+    fn a_failed_commit_rolls_the_secrets_back() {
+        let fx = with_tunnel();
+        let before = fx.text();
+        let mut ed = ConfigEditor::open(&fx.path).unwrap();
+        // Replaces aws-1's key, creates aws-2's in a new directory...
+        assert_eq!(
+            ed.stage_secret_file(Path::new("ipsec/aws-1.psk"), psk("rotated.key.1"))
+                .unwrap(),
+            SecretChange::Replaced
+        );
+        assert_eq!(
+            ed.stage_secret_file(Path::new("keys/aws/aws-2.psk"), psk("new.key.5678"))
+                .unwrap(),
+            SecretChange::Created
+        );
+        // ...but aws-2's inside CIDR is not in 169.254.0.0/16.
+        let mut t = tunnel("aws-2", "203.0.113.2", "10.9.9.0/30");
+        t.psk_file = "keys/aws/aws-2.psk".into();
+        ed.upsert_tunnel(&t).unwrap();
+        match ed.commit() {
+            Err(EditError::Invalid(errs)) => {
+                assert!(errs.to_string().contains("inside_cidr"), "{errs}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fx.text(), before);
+        assert!(!fx.dir.path().join("gateway.toml.bak").exists());
+        assert_eq!(
+            fs::read(fx.dir.path().join("ipsec/aws-1.psk")).unwrap(),
+            b"old.key.1234"
+        );
+        assert!(!fx.dir.path().join("keys").exists());
+    }
+
+    #[test]
+    fn a_secret_alone_is_written_and_validated() {
+        let fx = with_tunnel();
+        let before = fx.text();
+        // A key that validation refuses (too short) is rolled back.
+        let mut ed = ConfigEditor::open(&fx.path).unwrap();
+        ed.stage_secret_file(Path::new("ipsec/aws-1.psk"), psk("short"))
+            .unwrap();
+        assert!(matches!(ed.commit(), Err(EditError::Invalid(_))));
+        assert_eq!(
+            fs::read(fx.dir.path().join("ipsec/aws-1.psk")).unwrap(),
+            b"old.key.1234"
+        );
+        // A good one is written; the TOML is untouched.
+        let mut ed = ConfigEditor::open(&fx.path).unwrap();
+        ed.stage_secret_file(Path::new("ipsec/aws-1.psk"), psk("rotated.key.1"))
+            .unwrap();
+        ed.commit().unwrap();
+        assert_eq!(
+            fs::read(fx.dir.path().join("ipsec/aws-1.psk")).unwrap(),
+            b"rotated.key.1"
+        );
+        assert_eq!(fx.text(), before);
+        // A key with a loose mode is rewritten even with the same content.
+        let key = fx.dir.path().join("ipsec/aws-1.psk");
+        fs::set_permissions(&key, Permissions::from_mode(0o644)).unwrap();
+        let mut ed = ConfigEditor::open(&fx.path).unwrap();
+        assert_eq!(
+            ed.stage_secret_file(Path::new("ipsec/aws-1.psk"), psk("rotated.key.1"))
+                .unwrap(),
+            SecretChange::Replaced
+        );
+        ed.commit().unwrap();
+        assert_eq!(fs::metadata(&key).unwrap().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn remote_prefixes_single_line() {
+        let fx = with_tunnel();
+        let before = fx.text();
+        let mut ed = ConfigEditor::open(&fx.path).unwrap();
+        let n = |s: &str| s.parse::<IpNet>().unwrap();
+        assert_eq!(
+            ed.add_remote_prefixes(&[n("10.0.0.0/16"), n("10.1.0.7/16"), n("10.1.0.0/16")])
+                .unwrap(),
+            vec![n("10.1.0.0/16")]
+        );
+        assert_eq!(
+            ed.to_text(),
+            before.replace(
+                "remote_prefixes = [\"10.0.0.0/16\"]  # the VPC",
+                "remote_prefixes = [\"10.0.0.0/16\", \"10.1.0.0/16\"]  # the VPC"
+            )
+        );
+        assert!(!ed
+            .set_remote_prefixes(&[n("10.0.0.0/16"), n("10.1.0.0/16")])
+            .unwrap());
+        assert!(ed.set_remote_prefixes(&[n("10.2.0.0/16")]).unwrap());
+        assert_eq!(
+            ed.to_text(),
+            before.replace(
+                "remote_prefixes = [\"10.0.0.0/16\"]  # the VPC",
+                "remote_prefixes = [\"10.2.0.0/16\"]  # the VPC"
+            )
+        );
+        assert!(ed.set_remote_prefixes(&[]).unwrap());
+        assert!(ed.to_text().contains("remote_prefixes = []  # the VPC\n"));
+        assert_eq!(
+            ed.add_remote_prefixes(&[n("10.3.0.0/16")]).unwrap().len(),
+            1
+        );
+        assert!(ed
+            .to_text()
+            .contains("remote_prefixes = [\"10.3.0.0/16\"]  # the VPC\n"));
+        ed.commit().unwrap();
+        assert_eq!(
+            Config::load(&fx.path).unwrap().wireguard.remote_prefixes,
+            vec![n("10.3.0.0/16")]
+        );
+    }
+
+    #[test]
+    fn remote_prefixes_multi_line_and_absent() {
+        let n = |s: &str| s.parse::<IpNet>().unwrap();
+        let text = COMMENTED.replace(
+            "private_key_file = \"wg.key\"\n",
+            "private_key_file = \"wg.key\"\nremote_prefixes = [\n    \"10.0.0.0/16\",  # VPC A\n]\n",
+        );
+        let fx = fixture(&text);
+        let mut ed = ConfigEditor::open(&fx.path).unwrap();
+        ed.add_remote_prefixes(&[n("10.1.0.0/16")]).unwrap();
+        assert!(
+            ed.to_text().contains(
+                "remote_prefixes = [\n    \"10.0.0.0/16\",  # VPC A\n    \"10.1.0.0/16\",\n]\n"
+            ),
+            "{}",
+            ed.to_text()
+        );
+        ed.commit().unwrap();
+        assert_eq!(
+            Config::load(&fx.path)
+                .unwrap()
+                .wireguard
+                .remote_prefixes
+                .len(),
+            2
+        );
+
+        // No key yet: it is added to [wireguard].
+        let fx = fixture(COMMENTED);
+        let mut ed = ConfigEditor::open(&fx.path).unwrap();
+        ed.add_remote_prefixes(&[n("10.0.0.0/16")]).unwrap();
+        assert!(ed
+            .to_text()
+            .contains("private_key_file = \"wg.key\"\nremote_prefixes = [\"10.0.0.0/16\"]\n"));
+        ed.commit().unwrap();
     }
 
     // ---- next_free_address ----

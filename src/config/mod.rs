@@ -9,8 +9,10 @@
 //!   pre-shared keys of the IPsec tunnels.
 //! - [`parse_identity`] and [`format_identity`] read and write IKE identities
 //!   in strongSwan's syntax (`local_id`, `remote_id`).
-//! - [`ConfigEditor`] adds, removes, enables and disables peers under a lock and
-//!   writes the result atomically; [`next_free_address`] picks a peer address.
+//! - [`ConfigEditor`] adds, removes, enables and disables peers, adds or
+//!   updates IPsec tunnels and remote prefixes under a lock, and writes the
+//!   result (and the secret files it needs) atomically; [`next_free_address`]
+//!   picks a peer address.
 
 pub mod edit;
 mod fsutil;
@@ -19,7 +21,9 @@ pub mod keys;
 mod model;
 mod validate;
 
-pub use edit::{next_free_address, ConfigEditor, EditError, NewPeer};
+pub use edit::{
+    next_free_address, ConfigEditor, EditError, NewPeer, NewTunnel, SecretChange, Upsert,
+};
 pub use ike_id::{format_identity, parse_identity};
 pub use keys::{
     generate_private_key, public_key, read_key_file, read_psk_file, write_secret_file, Key,
