@@ -276,7 +276,7 @@ ping_ok() {
 #
 #   laptopI  eth0 198.51.100.(16(I-1)+2)/28 -- lapI .(16(I-1)+1)/28   inet
 #            (wireguard-go client)                                   ('internet',
-#   nat      wan 203.0.113.2/24 ------------- i-nat 203.0.113.1/24    TEST-NET only)
+#   nat      wan 203.0.113.2/25 ------------- i-nat 203.0.113.1/25    TEST-NET only)
 #            lan 192.168.1.1/24   masquerade 192.168.1.0/24 -> wan,
 #                                 DNAT udp $LAB_WG_PORT -> 192.168.1.2
 #   gw       eth0 192.168.1.2/24 (behind nat), lan0 172.16.4.1/24,
@@ -284,11 +284,30 @@ ping_ok() {
 #            turns it on itself)
 #   lan      eth0 172.16.4.10/24, default via 172.16.4.1
 #
+# lab_add_vgw adds the AWS side (bench.sh's IPsec cases, the addresses of
+# tests/common and shared/reference/strongswan-vgw):
+#
+#   vgw      wan 203.0.113.130/25 ----------- i-vgw 203.0.113.129/25  inet
+#            vpc0 10.0.0.1/16, forwarding on: the "AWS VGW" (charon or a
+#            second ipieced, started by the script)
+#   vpc      eth0 10.0.1.10/16, default via 10.0.0.1
+#
+# and makes the home router port-forward IKE and NAT-T (UDP 500, 4500) to the
+# gateway too, as the appliance's router does.
+#
 # All addresses exist only inside these namespaces.
 LAB_ENDPOINT=203.0.113.2    # the home router's public address: laptops dial it
 LAB_WG_PORT=51821           # forwarded by the home router to the gateway
 LAB_GW_WAN=192.168.1.2
 LAB_LAN_HOST=172.16.4.10
+# shellcheck disable=SC2034 # used by the scripts that source this file
+LAB_LAN_CIDR=172.16.4.0/24
+# shellcheck disable=SC2034
+LAB_WG_CIDR=172.16.60.0/24  # the seed config's WireGuard subnet
+LAB_VGW_WAN=203.0.113.130   # the VGW's outside address (its IKE identity)
+# shellcheck disable=SC2034
+LAB_VPC_CIDR=10.0.0.0/16
+LAB_VPC_HOST=10.0.1.10
 
 lab_ns() { echo "${NS_PREFIX}$1"; }   # lab_ns gw -> ipdemo-gw
 
@@ -311,8 +330,8 @@ lab_topology() {
     ns_route "$ns" default via "198.51.100.$((base + 1))"
   done
   veth "$nat" wan "$inet" i-nat
-  ns_addr "$inet" i-nat 203.0.113.1/24
-  ns_addr "$nat" wan "$LAB_ENDPOINT/24"
+  ns_addr "$inet" i-nat 203.0.113.1/25
+  ns_addr "$nat" wan "$LAB_ENDPOINT/25"
   ns_route "$nat" default via 203.0.113.1
   veth "$nat" lan "$gw" eth0
   ns_addr "$nat" lan 192.168.1.1/24
@@ -333,6 +352,31 @@ table ip homenat {
   chain post {
     type nat hook postrouting priority srcnat; policy accept;
     oifname "wan" ip saddr 192.168.1.0/24 masquerade
+  }
+}
+NFT
+}
+
+# lab_add_vgw : the vgw and vpc namespaces (after lab_topology)
+lab_add_vgw() {
+  local inet nat vgw vpc
+  inet=$(lab_ns inet) nat=$(lab_ns nat) vgw=$(lab_ns vgw) vpc=$(lab_ns vpc)
+  ns_create "$vgw"
+  ns_create "$vpc"
+  ns_forwarding "$vgw"
+  veth "$vgw" wan "$inet" i-vgw
+  ns_addr "$inet" i-vgw 203.0.113.129/25
+  ns_addr "$vgw" wan "$LAB_VGW_WAN/25"
+  ns_route "$vgw" default via 203.0.113.129
+  veth "$vgw" vpc0 "$vpc" eth0
+  ns_addr "$vgw" vpc0 10.0.0.1/16
+  ns_addr "$vpc" eth0 "$LAB_VPC_HOST/16"
+  ns_route "$vpc" default via 10.0.0.1
+  nsx "$nat" nft -f - <<NFT
+table ip homenat-ike {
+  chain pre {
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname "wan" udp dport { 500, 4500 } dnat to $LAB_GW_WAN
   }
 }
 NFT

@@ -12,11 +12,20 @@ use std::io;
 use std::process::Command;
 use tun_rs::{AsyncDevice, DeviceBuilder};
 
+/// Packets the kernel may queue towards the daemon on the TUN.
+pub const TUN_TX_QUEUE_LEN: u32 = 4096;
+
 /// Creates the TUN `name` with `address` (the gateway address and the
 /// WireGuard subnet's length, which also installs the connected route) and
 /// `mtu`, and brings it up.
 pub fn create_tun(name: &str, address: IpNet, mtu: u16) -> io::Result<AsyncDevice> {
-    let b = DeviceBuilder::new().name(name).mtu(mtu);
+    // The kernel queues packets for the TUN until ipieced reads them; the
+    // default 500 overflows under bursts from the LAN (measured by
+    // scripts/bench.sh: TCP retransmits equal to the TUN's drops).
+    let b = DeviceBuilder::new()
+        .name(name)
+        .mtu(mtu)
+        .tx_queue_len(TUN_TX_QUEUE_LEN);
     let b = match address {
         IpNet::V4(a) => b.ipv4(a.addr(), a.prefix_len(), None),
         IpNet::V6(a) => b.ipv6(a.addr(), a.prefix_len()),
