@@ -683,7 +683,19 @@ impl Tunnels {
                 false
             }
             Event::AuthFailed { reason } => {
-                let msg = format!("authentication failed: {reason:?}");
+                let msg = match &reason {
+                    crate::ike::AuthFailure::IdMismatch { expected, received } => format!(
+                        "AUTHENTICATION_FAILED: the peer's identity is {}, expected {expected}",
+                        received.as_ref().map_or("(undecodable)".to_string(), |r| r.to_string())
+                    ),
+                    crate::ike::AuthFailure::BadPsk { .. } => {
+                        "AUTHENTICATION_FAILED: the peer's AUTH does not verify (pre-shared keys differ)".to_string()
+                    }
+                    crate::ike::AuthFailure::RejectedByPeer => {
+                        "AUTHENTICATION_FAILED: the peer refused our authentication (check the PSK and local_id)".to_string()
+                    }
+                    other => format!("AUTHENTICATION_FAILED: {other:?}"),
+                };
                 tracing::error!(tunnel = %name, "{msg}");
                 self.tunnels[ti].last_error = Some(msg);
                 false
@@ -717,7 +729,14 @@ impl Tunnels {
             Event::Closed { reason } => {
                 let t = &mut self.tunnels[ti];
                 tracing::warn!(tunnel = %name, ?reason, "IKE SA closed");
-                if !matches!(reason, CloseReason::DeletedLocally) {
+                // Authentication and proposal failures already left a more
+                // precise message.
+                if !matches!(
+                    reason,
+                    CloseReason::DeletedLocally
+                        | CloseReason::AuthFailed
+                        | CloseReason::NoProposalChosen
+                ) {
                     t.last_error = Some(format!("closed: {reason:?}"));
                 }
                 let mut gone = ChildCounters::default();

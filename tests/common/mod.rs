@@ -4,6 +4,9 @@
 //! from the client files `wgctl` writes, and `wg show dump` parsing.
 //! [`strongswan`] runs charon daemons (the AWS VGW stand-in and a
 //! customer-gateway peer) in those namespaces.
+//! [`ipsec`] adds what the ipieced-versus-strongSwan tests need: a second
+//! VGW reaching the same VPC host, `[[ipsec.tunnels]]` with 0600 PSK files,
+//! the tunnels of `wgctl status --json`, and tcpdump captures to replay.
 //!
 //! Safety rules (the tests run as root on a shared machine):
 //! - every namespace is called `ipt-<pid>-<n>-<role>` and is deleted by its
@@ -17,6 +20,7 @@
 //!   sockets are removed at teardown.
 #![allow(dead_code)]
 
+pub mod ipsec;
 pub mod strongswan;
 
 use std::fs;
@@ -1255,13 +1259,13 @@ pub fn start_ipieced(ns: &Netns, cfg: &GwConfig) -> Daemon {
     ns.remove_at_teardown(&cfg.uapi_socket());
     ns.remove_at_teardown(&cfg.control_socket);
     let log = cfg.dir.join(format!("ipieced-{}.log", cfg.tun));
-    let rust_log = std::env::var("IPIECE_TEST_LOG").unwrap_or_else(|_| "debug".into());
+    let rust_log = std::env::var("IPIECE_TEST_LOG").unwrap_or_else(|_| "info".into());
     let pid = ns.spawn(
         "ipieced",
         IPIECED,
         &["--config", cfg.path.to_str().unwrap()],
         &[
-            ("RUST_LOG", rust_log.as_str()),
+            ("IPIECE_LOG", rust_log.as_str()),
             ("RUST_BACKTRACE", "1"),
             ("NO_COLOR", "1"),
         ],
