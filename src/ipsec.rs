@@ -1213,7 +1213,7 @@ mod tests {
             .last_error
             .as_deref()
             .unwrap_or("")
-            .contains("authentication"));
+            .contains("AUTHENTICATION_FAILED"));
         // The genuine peer restarts: its new SA replaces ours.
         n.b[0].1 = Tunnels::new(vec![settings("cgw", B1, A, 100, true)], n.now);
         n.run(20, Duration::from_millis(50), Wire::default());
