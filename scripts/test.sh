@@ -112,6 +112,16 @@ if ! cargo clippy --all-targets -- -D warnings >"$LOGDIR/clippy.log" 2>&1; then
 fi
 tail -n 1 "$LOGDIR/clippy.log"
 
+# ------------------------------------------------------------------ fuzz -----
+# The cargo-fuzz targets live in their own workspace (tests/fuzz); build them
+# on stable so that an API change cannot break them unnoticed. Fuzzing itself
+# needs nightly: tests/fuzz/smoke.sh SECONDS.
+section "fuzz targets build (tests/fuzz)"
+if ! cargo build --manifest-path tests/fuzz/Cargo.toml --bins >"$LOGDIR/fuzz-build.log" 2>&1; then
+  step_failed "fuzz targets build" "$LOGDIR/fuzz-build.log" 80
+fi
+tail -n 1 "$LOGDIR/fuzz-build.log"
+
 # ------------------------------------------------------------------ tests ----
 section "cargo test --all-targets: build"
 if ! cargo test --all-targets --no-run >"$LOGDIR/test-build.log" 2>&1; then
