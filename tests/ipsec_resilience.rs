@@ -383,10 +383,9 @@ fn rekeys_from_both_sides_with_overlapping_windows_lose_at_most_one_ping() {
 
 // ------------------------------------------------------------------------ b --
 
-/// DPD every 2 s, declared dead after 10 s unanswered. The VGW's charon is
-/// killed: ipieced marks the tunnel down within the DPD timeout (measured
-/// from the kill: silence is noticed after at most dpd_interval, then the
-/// check runs dpd_timeout; asserted <= dpd_timeout + 5 s). charon is
+/// DPD every 2 s, declared dead after 10 s of silence. The VGW's charon is
+/// killed: ipieced marks the tunnel down within the DPD timeout, measured
+/// from the kill (asserted <= dpd_timeout + 1 s of measurement slack). charon is
 /// started again (waiting, as AWS's default): ipieced, retrying with
 /// backoff, brings the tunnel back and traffic flows again within 60 s.
 #[test]
@@ -451,8 +450,8 @@ fn dpd_detects_a_dead_vgw_and_recovers_when_it_returns() {
         "closed for another reason than DPD: {closed_line}"
     );
     assert!(
-        detect <= (DPD_TIMEOUT + 5) as f64,
-        "declared down {detect:.2}s after the VGW died, more than dpd_timeout {DPD_TIMEOUT}s + 5s"
+        detect <= (DPD_TIMEOUT + 1) as f64,
+        "declared down {detect:.2}s after the VGW died, more than dpd_timeout {DPD_TIMEOUT}s (+1 s of measurement slack)"
     );
     assert!(
         detect >= (DPD_TIMEOUT - 1) as f64,

@@ -1267,14 +1267,25 @@ impl IkeSa {
     // -----------------------------------------------------------------------
 
     /// When an outstanding request needs attention: its next
-    /// retransmission, or the DPD timeout after its first transmission
-    /// ("declared dead after dpd_timeout").
+    /// retransmission, or the moment the peer is declared dead.
     fn pending_deadline(&self, p: &Pending) -> Instant {
         if self.phase == Phase::Established && !self.cfg.dpd_timeout.is_zero() {
-            p.next_at.min(p.first_sent + self.cfg.dpd_timeout)
+            p.next_at.min(self.dead_at(p))
         } else {
             p.next_at
         }
+    }
+
+    /// The peer is dead `dpd_timeout` after the last message heard from it
+    /// (AWS's meaning: DPD interval 10 s, timeout 30 s = 30 s of silence),
+    /// counted for a request sent long after that from `dpd_interval`
+    /// before the request, as if a liveness check had started then.
+    fn dead_at(&self, p: &Pending) -> Instant {
+        let since = p
+            .first_sent
+            .checked_sub(self.cfg.dpd_interval)
+            .unwrap_or(p.first_sent);
+        self.last_recv.max(since) + self.cfg.dpd_timeout
     }
 
     fn dpd_due(&self) -> Option<Instant> {
@@ -1297,7 +1308,13 @@ impl IkeSa {
             };
             let dpd_expired = self.phase == Phase::Established
                 && !self.cfg.dpd_timeout.is_zero()
-                && now >= p.first_sent + self.cfg.dpd_timeout;
+                && now >= {
+                    let since = p
+                        .first_sent
+                        .checked_sub(self.cfg.dpd_interval)
+                        .unwrap_or(p.first_sent);
+                    self.last_recv.max(since) + self.cfg.dpd_timeout
+                };
             if now < p.next_at && !dpd_expired {
                 continue;
             }
