@@ -158,6 +158,9 @@ struct Tunnel {
     rekey_requested: bool,
     /// Since when the established IKE SA has had no CHILD SA.
     childless_since: Option<Instant>,
+    /// The DH group the peer last agreed to: the next IKE_SA_INIT sends its
+    /// KE in that group (saves the INVALID_KE_PAYLOAD round, RFC 7296 1.2).
+    learned_group: Option<crate::ike::crypto::DhGroup>,
 }
 
 /// Why a packet did not go into a tunnel.
@@ -261,6 +264,30 @@ impl Tunnel {
     }
 }
 
+/// `cfg` with `group` moved to the front (its proposal first, the group
+/// first within it), so that IKE_SA_INIT's KE uses it; `cfg` itself when
+/// it already leads or no proposal has it.
+fn prefer_group(
+    cfg: &Arc<IkeConfig>,
+    group: Option<crate::ike::crypto::DhGroup>,
+) -> Arc<IkeConfig> {
+    let Some(g) = group else {
+        return cfg.clone();
+    };
+    if cfg.ike_proposals.first().and_then(|p| p.dh.first()) == Some(&g) {
+        return cfg.clone();
+    }
+    let Some(pos) = cfg.ike_proposals.iter().position(|p| p.dh.contains(&g)) else {
+        return cfg.clone();
+    };
+    let mut c = (**cfg).clone();
+    let mut p = c.ike_proposals.remove(pos);
+    p.dh.retain(|x| *x != g);
+    p.dh.insert(0, g);
+    c.ike_proposals.insert(0, p);
+    Arc::new(c)
+}
+
 /// Where ESP-in-UDP goes: the peer's NAT-T address as IKE sees it, or its
 /// port 4500 while IKE still talks on 500.
 fn esp_peer(ike_remote: SocketAddr) -> SocketAddr {
@@ -299,6 +326,7 @@ impl Tunnels {
                     totals: ChildCounters::default(),
                     rekey_requested: false,
                     childless_since: None,
+                    learned_group: None,
                 })
                 .collect(),
             by_spi: HashMap::new(),
@@ -506,8 +534,9 @@ impl Tunnels {
             if t.ike.is_none() && t.s.initiate && t.next_attempt.is_some_and(|at| at <= now) {
                 t.next_attempt = None;
                 tracing::info!(tunnel = %t.s.name, peer = %t.s.remote, "initiating IKE SA");
+                let cfg = prefer_group(&t.s.ike, t.learned_group);
                 t.ike = Some(IkeSa::initiate(
-                    t.s.ike.clone(),
+                    cfg,
                     t.local500(),
                     t.remote500(),
                     now,
@@ -652,6 +681,7 @@ impl Tunnels {
             Event::Established {
                 suite, nat, remote, ..
             } => {
+                self.tunnels[ti].learned_group = Some(suite.dh);
                 tracing::info!(tunnel = %name, %remote, %suite, nat_t = nat.encap, "IKE SA established");
                 false
             }
@@ -803,6 +833,7 @@ impl Tunnels {
                     totals: ChildCounters::default(),
                     rekey_requested: false,
                     childless_since: None,
+                    learned_group: None,
                 });
             }
         }
@@ -1261,6 +1292,32 @@ mod tests {
         let active: Vec<_> = st.children.iter().filter(|c| c.active).collect();
         assert_eq!(active.len(), 1);
         assert_ne!(active[0].spi_in, first, "rekeyed after 1 MiB");
+    }
+
+    #[test]
+    fn the_agreed_group_leads_the_next_attempt() {
+        use crate::ike::crypto::DhGroup;
+        use crate::ike::proposal::{Proposal, Protocol};
+        let mut cfg = (*settings("t1", A, B1, 100, true).ike).clone();
+        cfg.ike_proposals = Proposal::parse_list(
+            Protocol::Ike,
+            "aes128gcm16-prfsha256-ecp256-ecp384,aes128-sha256-modp2048-modp4096",
+        )
+        .unwrap();
+        let cfg = Arc::new(cfg);
+        assert!(Arc::ptr_eq(&prefer_group(&cfg, None), &cfg));
+        let p256 = cfg.ike_proposals[0].dh[0];
+        assert!(Arc::ptr_eq(&prefer_group(&cfg, Some(p256)), &cfg));
+        let g = cfg.ike_proposals[1].dh[1];
+        let c = prefer_group(&cfg, Some(g));
+        assert_eq!(c.ike_proposals[0].dh[0], g);
+        assert_eq!(
+            c.ike_proposals[0].to_string(),
+            "aes128-sha256-modp4096-modp2048"
+        );
+        assert_eq!(c.ike_proposals[1], cfg.ike_proposals[0]);
+        let absent = DhGroup::from_transform(21).unwrap();
+        assert!(Arc::ptr_eq(&prefer_group(&cfg, Some(absent)), &cfg));
     }
 
     #[test]
