@@ -75,7 +75,7 @@ section "dependencies"
 # kernel-libipsec data plane (these kernels have no ESP) and swanctl
 ensure_commands \
   ip:iproute2 nft:nftables wg:wireguard-tools wireguard-go:wireguard-go \
-  ping:iputils-ping iperf3:iperf3 jq:jq ps:procps python3:python3 \
+  ping:iputils-ping iperf3:iperf3 jq:jq ps:procps python3:python3 tcpdump:tcpdump \
   swanctl:strongswan-swanctl /usr/lib/ipsec/charon:strongswan-charon \
   /usr/lib/ipsec/plugins/libstrongswan-openssl.so:libstrongswan-standard-plugins \
   /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so:libcharon-extra-plugins
