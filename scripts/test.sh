@@ -2,7 +2,8 @@
 # test.sh - every check and test of ipiece, as CI runs it (`bash .ci/run`).
 #
 #   1. dependencies: Debian packages the tests use (only if a command is
-#      missing), rustfmt and clippy (only if missing), /dev/net/tun
+#      missing), rustfmt and clippy (only if missing), /dev/net/tun, and a
+#      venv with moto[server] for tests/aws_moto.rs ($CARGO_TARGET_DIR/moto-venv)
 #   2. cargo fmt --check
 #   3. cargo clippy --all-targets -- -D warnings
 #   4. cargo test --all-targets --no-fail-fast (dev profile; the integration tests in tests/
@@ -90,6 +91,16 @@ if [ "$(id -u)" -eq 0 ]; then
 else
   log "warning: not root: the integration tests that need network namespaces will fail or skip"
 fi
+# moto's EC2 server for tests/aws_moto.rs, in a venv beside the build output
+MOTO_VERSION=5.2.5
+MOTO_VENV=$CARGO_TARGET_DIR/moto-venv
+if ! "$MOTO_VENV/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+  log "creating $MOTO_VENV (moto[server]==$MOTO_VERSION)"
+  python3 -m venv "$MOTO_VENV" || die "python3 -m venv failed (apt-get install python3-venv)"
+  "$MOTO_VENV/bin/pip" install -q "moto[server]==$MOTO_VERSION" >"$LOGDIR/moto-pip.log" 2>&1 \
+    || step_failed "pip install moto" "$LOGDIR/moto-pip.log"
+fi
+echo "moto $("$MOTO_VENV/bin/python" -c 'import moto; print(moto.__version__)') ($MOTO_VENV)"
 echo "$(cargo --version); $(rustc --version)"
 echo "$(cargo fmt --version); $(cargo clippy --version)"
 echo "$(wireguard-go --version 2>/dev/null | head -n 1); $(wg --version 2>/dev/null)"

@@ -2,7 +2,9 @@
 //! to the running `ipieced` over its control socket.
 
 use clap::{Parser, Subcommand};
+use ipiece::aws::ec2::{describe_operation, Ec2};
 use ipiece::aws::import::{self as aws_import, ImportOptions, VpnConfiguration};
+use ipiece::aws::plan as aws_plan;
 use ipiece::config::edit::{next_free_address, ConfigEditor, EditError, NewPeer};
 use ipiece::config::{
     generate_private_key, public_key, read_key_file, write_secret_file, Config, Key,
@@ -147,12 +149,44 @@ enum AwsCmd {
         #[arg(long = "vpc-cidr", value_name = "CIDR")]
         vpc_cidr: Vec<IpNet>,
     },
+    /// Show what `sync` would change at AWS (VPN connection static routes,
+    /// route table routes to the VGW): exit 0 when in step, 2 when changes
+    /// are pending, 1 on error. Needs [aws] and AWS credentials.
+    Plan {
+        /// Plan the removal of routes to the VGW no longer in the file.
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Apply the plan, then plan again and print the result.
+    Sync {
+        /// Also remove routes to the VGW no longer in the file.
+        #[arg(long)]
+        prune: bool,
+    },
 }
 
 type Result<T> = std::result::Result<T, String>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Aws {
+        cmd: AwsCmd::Plan { prune } | AwsCmd::Sync { prune },
+    } = &cli.cmd
+    {
+        let apply = matches!(
+            cli.cmd,
+            Cmd::Aws {
+                cmd: AwsCmd::Sync { .. }
+            }
+        );
+        return match aws_plan(&cli.config, *prune, apply) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("wgctl: {e}");
+                ExitCode::from(aws_plan::EXIT_ERROR)
+            }
+        };
+    }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -238,6 +272,9 @@ fn run(cli: &Cli) -> Result<()> {
                     vpc_cidr,
                 },
         } => aws_import_xml(path, from_xml, name_prefix, vpc_cidr),
+        Cmd::Aws {
+            cmd: AwsCmd::Plan { .. } | AwsCmd::Sync { .. },
+        } => unreachable!("handled in main"),
         Cmd::Reload => match ask(path, &Request::Reload)? {
             Response::Reloaded(o) => {
                 print_reload(&o);
@@ -516,6 +553,51 @@ fn add_peer(
 /// `wgctl aws import --from-xml`: reads the XML, upserts the tunnels and
 /// remote prefixes, writes the PSK files and the TOML in one commit (all or
 /// nothing), prints what changed and applies the file to a running daemon.
+/// `wgctl aws plan` (`apply` false) and `wgctl aws sync` (`apply` true):
+/// the exit status, or an error (exit 1).
+fn aws_plan(path: &Path, prune: bool, apply: bool) -> Result<u8> {
+    let cfg = load(path)?;
+    let Some(aws) = cfg.aws.clone() else {
+        return Err(format!(
+            "{} has no [aws] section: add region and vpn_connection_id (README: AWS)",
+            path.display()
+        ));
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    rt.block_on(async {
+        let ec2 = Ec2::connect(&aws).await.map_err(|e| e.to_string())?;
+        let state = ec2.read_state().await.map_err(|e| e.to_string())?;
+        let plan = aws_plan::plan(&ec2.plan_input(&cfg, &state, prune));
+        if !apply {
+            print!("{}", plan.render());
+            return Ok(plan.exit_code());
+        }
+        if plan.operations.is_empty() {
+            print!("{}", plan.render());
+            return Ok(aws_plan::EXIT_IN_STEP);
+        }
+        let total = plan.operations.len();
+        ec2.apply(&state.vgw_id, &plan.operations, |op| {
+            println!(
+                "done: {}",
+                describe_operation(op, &aws.vpn_connection_id, &state.vgw_id)
+            )
+        })
+            .await
+            .map_err(|(done, e)| {
+                format!("{e}\n({done} of {total} changes were applied before the failure; run `wgctl aws plan` to see the rest)")
+            })?;
+        println!("applied {total} change(s); AWS now:");
+        let state = ec2.read_state().await.map_err(|e| e.to_string())?;
+        let after = aws_plan::plan(&ec2.plan_input(&cfg, &state, prune));
+        print!("{}", after.render());
+        Ok(after.exit_code())
+    })
+}
+
 fn aws_import_xml(path: &Path, xml: &Path, name_prefix: &str, vpc_cidrs: &[IpNet]) -> Result<()> {
     aws_import::check_name_prefix(name_prefix).map_err(|e| format!("--name-prefix: {e}"))?;
     let vpn = VpnConfiguration::load(xml).map_err(|e| e.to_string())?;

@@ -2102,6 +2102,7 @@ address = "172.16.60.2"
                 })
                 .collect(),
             ipsec: Default::default(),
+            aws: None,
         }
     }
 

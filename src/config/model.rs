@@ -99,6 +99,62 @@ pub struct Config {
     /// The `[ipsec]` table and its `[[ipsec.tunnels]]` (the defaults and no
     /// tunnels when the file has no `[ipsec]`).
     pub ipsec: IpsecConfig,
+    /// The `[aws]` table, when the file has one.
+    pub aws: Option<AwsConfig>,
+}
+
+/// Largest accepted `aws.sync_interval` (one day).
+pub const MAX_SYNC_INTERVAL: Duration = Duration::from_secs(86_400);
+/// Smallest accepted non-zero `aws.sync_interval` (EC2 throttles eager pollers).
+pub const MIN_SYNC_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Which VPC route tables `wgctl aws sync` manages (`aws.route_tables`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTables {
+    /// `"all"`: every route table of the VPC the VGW is attached to.
+    All,
+    /// These tables (`rtb-...`), in file order; empty: none (only the VPN
+    /// connection's static routes are managed).
+    Ids(Vec<String>),
+}
+
+/// How the VPC route tables reach the VGW (`aws.routing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsRouting {
+    /// `"static"`: a route per on-prem prefix to the VGW in each managed table.
+    Static,
+    /// `"propagation"`: VGW route propagation enabled on each managed table.
+    Propagation,
+}
+
+impl AwsRouting {
+    /// The value as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AwsRouting::Static => "static",
+            AwsRouting::Propagation => "propagation",
+        }
+    }
+}
+
+/// The `[aws]` table: the VPN connection whose routes ipiece keeps in step.
+/// Credentials are never here: they come from the standard AWS chain
+/// (environment, shared profile, instance role).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsConfig {
+    /// The region of the VPN connection (`us-east-1`).
+    pub region: String,
+    /// The VPN connection (`vpn-...`).
+    pub vpn_connection_id: String,
+    /// The VPC route tables to manage (default: none).
+    pub route_tables: RouteTables,
+    /// Static routes or route propagation in the tables (default: static).
+    pub routing: AwsRouting,
+    /// How often the daemon syncs; `None` (0 or absent): never.
+    pub sync_interval: Option<Duration>,
+    /// The EC2 endpoint to use instead of the region's (tests, VPC
+    /// endpoints), `http://` or `https://`.
+    pub endpoint_url: Option<String>,
 }
 
 /// The `[gateway]` table.
@@ -463,6 +519,7 @@ mod tests {
                 enabled: true,
             }],
             ipsec: IpsecConfig::default(),
+            aws: None,
         }
     }
 

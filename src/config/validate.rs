@@ -5,8 +5,9 @@
 //! only the first) with `file:line:column`, the field path and a message.
 //! Syntactic errors from the TOML parser are mapped the same way.
 //!
-//! The `[ipsec]` section is checked in the child module `ipsec`.
+//! The `[ipsec]` section is checked in the child module `ipsec`, `[aws]` in `aws`.
 
+mod aws;
 mod ipsec;
 
 use std::collections::HashMap;
@@ -25,7 +26,7 @@ use super::model::{
 };
 
 /// Keys allowed at the top level.
-pub(crate) const ROOT_KEYS: &[&str] = &["gateway", "wireguard", "peers", "ipsec"];
+pub(crate) const ROOT_KEYS: &[&str] = &["gateway", "wireguard", "peers", "ipsec", "aws"];
 /// Keys allowed in `[gateway]`.
 pub(crate) const GATEWAY_KEYS: &[&str] = &[
     "name",
@@ -495,12 +496,14 @@ impl<'a> Checker<'a> {
         self.overlaps(&prefixes);
         let peers = self.peers(root, &wireguard);
         let ipsec = self.ipsec(root, &prefixes, public_address);
+        let aws = self.aws(root);
         Some(Config {
             path: self.file.to_path_buf(),
             gateway: gateway?,
             wireguard: wireguard.config?,
             peers: peers?,
             ipsec: ipsec?,
+            aws: aws?,
         })
     }
 
@@ -1381,13 +1384,13 @@ enabled = false
             "ipsec.mode",
             "unknown key `mode` in [ipsec]; allowed keys: replay_window, nat_keepalive, tunnels",
         );
-        let errs = fx.errors_with("# alice's laptop\n", "[aws]\nregion = 1\n");
+        let errs = fx.errors_with("# alice's laptop\n", "[cloud]\nregion = 1\n");
         one(
             &errs,
             16,
             2,
-            "aws",
-            "unknown key `aws` in the top level; allowed keys: gateway, wireguard, peers, ipsec",
+            "cloud",
+            "unknown key `cloud` in the top level; allowed keys: gateway, wireguard, peers, ipsec, aws",
         );
     }
 
