@@ -910,31 +910,22 @@ impl DhKeyPair {
         let mut sec1 = Vec::with_capacity(1 + peer_public.len());
         sec1.push(0x04);
         sec1.extend_from_slice(peer_public);
+        // RFC 5903: the peer's x || y must be a point of the curve; the
+        // shared secret is the x coordinate of the product.
+        macro_rules! ecdh {
+            ($curve:ident, $sk:expr, $name:literal) => {{
+                let pk = $curve::PublicKey::from_sec1_bytes(&sec1)
+                    .map_err(|_| invalid(concat!("not a point on ", $name)))?;
+                let mut scalar = $sk.to_nonzero_scalar();
+                let s = $curve::ecdh::diffie_hellman(&scalar, pk.as_affine());
+                scalar.zeroize();
+                SecretBytes::from_slice(s.raw_secret_bytes())
+            }};
+        }
         let shared = match &self.secret {
-            DhSecret::Ecp256(sk) => {
-                let pk = p256::PublicKey::from_sec1_bytes(&sec1)
-                    .map_err(|_| invalid("not a point on P-256"))?;
-                let mut scalar = sk.to_nonzero_scalar();
-                let s = p256::ecdh::diffie_hellman(&scalar, pk.as_affine());
-                scalar.zeroize();
-                SecretBytes::from_slice(s.raw_secret_bytes())
-            }
-            DhSecret::Ecp384(sk) => {
-                let pk = p384::PublicKey::from_sec1_bytes(&sec1)
-                    .map_err(|_| invalid("not a point on P-384"))?;
-                let mut scalar = sk.to_nonzero_scalar();
-                let s = p384::ecdh::diffie_hellman(&scalar, pk.as_affine());
-                scalar.zeroize();
-                SecretBytes::from_slice(s.raw_secret_bytes())
-            }
-            DhSecret::Ecp521(sk) => {
-                let pk = p521::PublicKey::from_sec1_bytes(&sec1)
-                    .map_err(|_| invalid("not a point on P-521"))?;
-                let mut scalar = sk.to_nonzero_scalar();
-                let s = p521::ecdh::diffie_hellman(&scalar, pk.as_affine());
-                scalar.zeroize();
-                SecretBytes::from_slice(s.raw_secret_bytes())
-            }
+            DhSecret::Ecp256(sk) => ecdh!(p256, sk, "P-256"),
+            DhSecret::Ecp384(sk) => ecdh!(p384, sk, "P-384"),
+            DhSecret::Ecp521(sk) => ecdh!(p521, sk, "P-521"),
             DhSecret::Modp(x) => {
                 let modp = group.modp().expect("MODP group");
                 let params = modp.params();
