@@ -245,6 +245,10 @@ pub struct GatewayStatus {
     /// IPsec tunnels.
     #[serde(default)]
     pub tunnels: Vec<TunnelStatus>,
+    /// The daemon's AWS sync and AWS's view of the tunnels, when
+    /// `aws.sync_interval` is set (filled in by the shell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<crate::aws::sync::AwsStatus>,
 }
 
 /// The result of applying new settings.
@@ -472,7 +476,13 @@ impl Gateway {
             wireguard: self.peers.counters(),
             counters: self.counters,
             tunnels: self.ipsec.status(now),
+            aws: None,
         }
+    }
+
+    /// The IPsec tunnels' status alone.
+    pub fn tunnel_status(&self, now: Instant) -> Vec<TunnelStatus> {
+        self.ipsec.status(now)
     }
 }
 

@@ -23,9 +23,14 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::config::ProvideCredentials;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::Filter;
+use aws_sdk_ec2::types::{Filter, VpnConnection};
 use aws_sdk_ec2::Client;
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+use super::options::{PhaseOptions, TunnelOptions};
+use crate::ike::crypto::SecretBytes;
 
 use super::plan::{
     Operation, PlanInput, RouteOrigin, RouteTable, RouteTarget, TableRoute, VpnRoute, VpnRouteState,
@@ -122,6 +127,40 @@ pub struct AwsState {
     pub vpn_routes: Vec<VpnRoute>,
     /// The managed route tables.
     pub route_tables: Vec<RouteTable>,
+    /// AWS's view of the tunnels (`VgwTelemetry`).
+    pub telemetry: Vec<TunnelTelemetry>,
+}
+
+/// One tunnel as AWS sees it (`VgwTelemetry`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelTelemetry {
+    /// AWS's outside address of the tunnel.
+    pub outside_ip: IpAddr,
+    /// True when AWS reports the tunnel `UP`.
+    pub up: bool,
+    /// AWS's status message (`IPSEC IS DOWN`, ...).
+    pub message: String,
+    /// When AWS last saw the status change (RFC 3339), if it says.
+    pub last_change: Option<String>,
+    /// Routes AWS accepted over the tunnel (BGP).
+    pub accepted_routes: i32,
+}
+
+/// A VPN connection as `wgctl aws import VPN_ID` reads it.
+#[derive(Debug, Clone)]
+pub struct OnlineVpn {
+    /// The CustomerGatewayConfiguration XML.
+    pub xml: String,
+    /// `Options.TunnelOptions`, possibly empty.
+    pub tunnel_options: Vec<TunnelOptions>,
+    /// `Options.StaticRoutesOnly`.
+    pub static_routes_only: Option<bool>,
+    /// The VGW.
+    pub vgw_id: String,
+    /// The VPC the VGW is attached to.
+    pub vpc_id: Option<String>,
+    /// The VPC's associated IPv4 CIDR blocks.
+    pub vpc_cidrs: Vec<IpNet>,
 }
 
 /// The prefixes AWS must route to this gateway: the WireGuard subnet and the
@@ -202,35 +241,8 @@ impl Ec2 {
 
     /// Reads the VPN connection, its VGW's VPC and the managed route tables.
     pub async fn read_state(&self) -> Result<AwsState, AwsError> {
-        let id = &self.cfg.vpn_connection_id;
-        let out = self
-            .client
-            .describe_vpn_connections()
-            .vpn_connection_ids(id)
-            .send()
-            .await
-            .map_err(|e| self.map("DescribeVpnConnections", e))?;
-        let unknown = || AwsError::UnknownVpnConnection {
-            id: id.clone(),
-            region: self.cfg.region.clone(),
-        };
-        let vpn = out
-            .vpn_connections()
-            .iter()
-            .find(|v| v.vpn_connection_id() == Some(id.as_str()))
-            .ok_or_else(unknown)?;
-        if vpn.state().is_some_and(|s| s.as_str() == "deleted") {
-            return Err(unknown());
-        }
-        let Some(vgw_id) = vpn.vpn_gateway_id().map(str::to_owned) else {
-            return Err(AwsError::Other {
-                operation: "DescribeVpnConnections".into(),
-                message: format!(
-                    "VPN connection {id} is not on a virtual private gateway (a transit \
-                     gateway connection?): ipiece manages VGW routes only"
-                ),
-            });
-        };
+        let vpn = self.describe_vpn().await?;
+        let vgw_id = self.vgw_of(&vpn)?;
         let mut vpn_routes = Vec::new();
         for r in vpn.routes() {
             let Some(prefix) = r.destination_cidr_block().and_then(|s| s.parse().ok()) else {
@@ -240,19 +252,7 @@ impl Ec2 {
             vpn_routes.push(VpnRoute { prefix, state });
         }
 
-        let gws = self
-            .client
-            .describe_vpn_gateways()
-            .vpn_gateway_ids(&vgw_id)
-            .send()
-            .await
-            .map_err(|e| self.map("DescribeVpnGateways", e))?;
-        let vpc_id = gws
-            .vpn_gateways()
-            .iter()
-            .flat_map(|g| g.vpc_attachments())
-            .find(|a| a.state().is_some_and(|s| s.as_str() == "attached"))
-            .and_then(|a| a.vpc_id().map(str::to_owned));
+        let vpc_id = self.vpc_of(&vgw_id).await?;
 
         let route_tables = match &self.cfg.route_tables {
             RouteTables::Ids(ids) if ids.is_empty() => Vec::new(),
@@ -317,6 +317,132 @@ impl Ec2 {
             vpc_id,
             vpn_routes,
             route_tables,
+            telemetry: vpn.vgw_telemetry().iter().filter_map(telemetry).collect(),
+        })
+    }
+
+    /// DescribeVpnConnections for `aws.vpn_connection_id`: the connection,
+    /// or [`AwsError::UnknownVpnConnection`] (also when it was deleted).
+    async fn describe_vpn(&self) -> Result<VpnConnection, AwsError> {
+        let id = &self.cfg.vpn_connection_id;
+        let out = self
+            .client
+            .describe_vpn_connections()
+            .vpn_connection_ids(id)
+            .send()
+            .await
+            .map_err(|e| self.map("DescribeVpnConnections", e))?;
+        let unknown = || AwsError::UnknownVpnConnection {
+            id: id.clone(),
+            region: self.cfg.region.clone(),
+        };
+        let vpn = out
+            .vpn_connections()
+            .iter()
+            .find(|v| v.vpn_connection_id() == Some(id.as_str()))
+            .ok_or_else(unknown)?;
+        if vpn.state().is_some_and(|s| s.as_str() == "deleted") {
+            return Err(unknown());
+        }
+        Ok(vpn.clone())
+    }
+
+    /// The connection's VGW; a transit gateway connection is refused.
+    fn vgw_of(&self, vpn: &VpnConnection) -> Result<String, AwsError> {
+        vpn.vpn_gateway_id()
+            .map(str::to_owned)
+            .ok_or_else(|| AwsError::Other {
+                operation: "DescribeVpnConnections".into(),
+                message: format!(
+                    "VPN connection {} is not on a virtual private gateway (a transit \
+                 gateway connection?): ipiece manages VGW routes only",
+                    self.cfg.vpn_connection_id
+                ),
+            })
+    }
+
+    /// DescribeVpnGateways: the VPC the VGW is attached to, if any.
+    async fn vpc_of(&self, vgw_id: &str) -> Result<Option<String>, AwsError> {
+        let gws = self
+            .client
+            .describe_vpn_gateways()
+            .vpn_gateway_ids(vgw_id)
+            .send()
+            .await
+            .map_err(|e| self.map("DescribeVpnGateways", e))?;
+        Ok(gws
+            .vpn_gateways()
+            .iter()
+            .flat_map(|g| g.vpc_attachments())
+            .find(|a| a.state().is_some_and(|s| s.as_str() == "attached"))
+            .and_then(|a| a.vpc_id().map(str::to_owned)))
+    }
+
+    /// What `wgctl aws import VPN_ID` needs: DescribeVpnConnections (the
+    /// CustomerGatewayConfiguration XML, Options.TunnelOptions, the routing
+    /// type), DescribeVpnGateways (the VGW's VPC) and DescribeVpcs (its
+    /// associated IPv4 CIDR blocks).
+    pub async fn read_import(&self) -> Result<OnlineVpn, AwsError> {
+        let vpn = self.describe_vpn().await?;
+        let vgw_id = self.vgw_of(&vpn)?;
+        let id = &self.cfg.vpn_connection_id;
+        let xml = vpn
+            .customer_gateway_configuration()
+            .filter(|x| !x.trim().is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| AwsError::Other {
+                operation: "DescribeVpnConnections".into(),
+                message: format!(
+                    "VPN connection {id} carries no CustomerGatewayConfiguration (state {}): \
+                     AWS adds it once the connection is available",
+                    vpn.state().map(|s| s.as_str()).unwrap_or("unknown")
+                ),
+            })?;
+        let opts = vpn.options();
+        let tunnel_options = opts
+            .map(|o| o.tunnel_options().iter().map(tunnel_options).collect())
+            .unwrap_or_default();
+        let static_routes_only = opts.and_then(|o| o.static_routes_only());
+        let vpc_id = self.vpc_of(&vgw_id).await?;
+        let mut vpc_cidrs = Vec::new();
+        if let Some(vpc) = &vpc_id {
+            let out = self
+                .client
+                .describe_vpcs()
+                .vpc_ids(vpc)
+                .send()
+                .await
+                .map_err(|e| self.map("DescribeVpcs", e))?;
+            for v in out.vpcs() {
+                let assoc = v.cidr_block_association_set();
+                let mut blocks: Vec<&str> = assoc
+                    .iter()
+                    .filter(|a| {
+                        a.cidr_block_state()
+                            .and_then(|s| s.state())
+                            .is_none_or(|s| s.as_str() == "associated")
+                    })
+                    .filter_map(|a| a.cidr_block())
+                    .collect();
+                if blocks.is_empty() {
+                    blocks.extend(v.cidr_block());
+                }
+                for b in blocks {
+                    if let Ok(n) = b.trim().parse::<IpNet>() {
+                        if !vpc_cidrs.contains(&n) {
+                            vpc_cidrs.push(n);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(OnlineVpn {
+            xml,
+            tunnel_options,
+            static_routes_only,
+            vgw_id,
+            vpc_id,
+            vpc_cidrs,
         })
     }
 
@@ -444,6 +570,52 @@ impl Ec2 {
 
 /// A route of DescribeRouteTables for the planner; routes to prefix lists
 /// (never ours) are left out.
+fn telemetry(t: &aws_sdk_ec2::types::VgwTelemetry) -> Option<TunnelTelemetry> {
+    Some(TunnelTelemetry {
+        outside_ip: t.outside_ip_address()?.trim().parse().ok()?,
+        up: t
+            .status()
+            .is_some_and(|s| s.as_str().eq_ignore_ascii_case("up")),
+        message: t.status_message().unwrap_or_default().to_owned(),
+        last_change: t.last_status_change().and_then(|d| {
+            d.fmt(aws_sdk_ec2::primitives::DateTimeFormat::DateTime)
+                .ok()
+        }),
+        accepted_routes: t.accepted_route_count().unwrap_or(0),
+    })
+}
+
+fn tunnel_options(t: &aws_sdk_ec2::types::TunnelOption) -> TunnelOptions {
+    fn names<'a>(v: impl Iterator<Item = Option<&'a str>>) -> Vec<String> {
+        v.flatten().map(|s| s.trim().to_owned()).collect()
+    }
+    fn groups(v: impl Iterator<Item = Option<i32>>) -> Vec<u16> {
+        v.flatten().filter_map(|n| u16::try_from(n).ok()).collect()
+    }
+    let secs = |n: Option<i32>| n.and_then(|n| u64::try_from(n).ok());
+    TunnelOptions {
+        outside_ip: t.outside_ip_address().and_then(|s| s.trim().parse().ok()),
+        psk: t
+            .pre_shared_key()
+            .map(|k| SecretBytes::new(k.trim().as_bytes().to_vec())),
+        inside_cidr: t.tunnel_inside_cidr().and_then(|s| s.trim().parse().ok()),
+        phase1: PhaseOptions {
+            encryption: names(t.phase1_encryption_algorithms().iter().map(|a| a.value())),
+            integrity: names(t.phase1_integrity_algorithms().iter().map(|a| a.value())),
+            dh_groups: groups(t.phase1_dh_group_numbers().iter().map(|g| g.value())),
+            lifetime: secs(t.phase1_lifetime_seconds()),
+        },
+        phase2: PhaseOptions {
+            encryption: names(t.phase2_encryption_algorithms().iter().map(|a| a.value())),
+            integrity: names(t.phase2_integrity_algorithms().iter().map(|a| a.value())),
+            dh_groups: groups(t.phase2_dh_group_numbers().iter().map(|g| g.value())),
+            lifetime: secs(t.phase2_lifetime_seconds()),
+        },
+        dpd_timeout: secs(t.dpd_timeout_seconds()),
+        startup_action: t.startup_action().map(str::to_owned),
+    }
+}
+
 fn table_route(r: &aws_sdk_ec2::types::Route) -> Option<TableRoute> {
     let destination: IpNet = r
         .destination_cidr_block()

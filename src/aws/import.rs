@@ -76,6 +76,8 @@ use crate::config::{
 use crate::ike::crypto::{DhGroup, SecretBytes};
 use crate::ike::proposal::{Proposal, Protocol};
 
+use super::options::TunnelOptions;
+
 /// The proposal AWS's sample configuration describes, for IKE and ESP alike
 /// (AES-128-CBC, SHA-1, DH group 2).
 pub const AWS_SAMPLE_PROPOSAL: &str = "aes128-sha1-modp1024";
@@ -126,6 +128,11 @@ pub struct AwsTunnel {
     pub tcp_mss_adjustment: Option<u16>,
     /// The BGP part of the tunnel, for BGP connections.
     pub bgp: Option<TunnelBgp>,
+    /// The tunnel's `Options.TunnelOptions` entry, when the import read the
+    /// connection from AWS ([`VpnConfiguration::merge_tunnel_options`]):
+    /// its proposals, lifetimes, DPD timeout and startup action win over
+    /// the XML's sample values.
+    pub options: Option<TunnelOptions>,
 }
 
 /// The algorithms and lifetime of one phase, as the XML spells them
@@ -592,6 +599,7 @@ impl Reader<'_> {
             dpd,
             tcp_mss_adjustment,
             bgp: self.bgp(node)?,
+            options: None,
         })
     }
 }
@@ -725,6 +733,50 @@ impl VpnConfiguration {
             None => "the VPN connection".to_owned(),
         }
     }
+
+    /// Attaches `Options.TunnelOptions` to the XML's tunnels, matched by
+    /// AWS outside address (never by index): the options' pre-shared key and
+    /// inside CIDR replace the XML's, and [`AwsTunnel::proposal_choice`] and
+    /// [`apply`] use their algorithms, lifetimes, DPD timeout and startup
+    /// action. Returns warnings (an entry matching no tunnel, a tunnel
+    /// without an entry).
+    pub fn merge_tunnel_options(&mut self, options: &[TunnelOptions]) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for o in options {
+            let Some(ip) = o.outside_ip else {
+                warnings.push("a TunnelOptions entry has no OutsideIpAddress; ignored".to_owned());
+                continue;
+            };
+            let Some(t) = self
+                .tunnels
+                .iter_mut()
+                .find(|t| t.vgw_outside_address == ip)
+            else {
+                warnings.push(format!(
+                    "TunnelOptions for {ip} match no tunnel of the configuration XML; ignored"
+                ));
+                continue;
+            };
+            if let Some(psk) = &o.psk {
+                t.psk = psk.clone();
+            }
+            if let Some(c) = o.inside_cidr {
+                t.inside_cidr = c;
+            }
+            t.options = Some(o.clone());
+        }
+        if !options.is_empty() {
+            for t in &self.tunnels {
+                if t.options.is_none() {
+                    warnings.push(format!(
+                        "no TunnelOptions for the tunnel to {}: the XML's values are used",
+                        t.vgw_outside_address
+                    ));
+                }
+            }
+        }
+        warnings
+    }
 }
 
 /// `s` lowercased without `-`, `_` and spaces: `AES-128-CBC` -> `aes128cbc`.
@@ -770,6 +822,18 @@ pub fn map_dh_group(xml: &str) -> Option<&'static str> {
 }
 
 impl AwsTunnel {
+    /// `dpd_timeout` to write: the tunnel options' `DpdTimeoutSeconds` when
+    /// present (above the interval), else the XML's interval x retries.
+    pub fn dpd_timeout_secs(&self) -> Option<u64> {
+        let interval = self.dpd.map(|d| u64::from(d.interval));
+        match self.options.as_ref().and_then(|o| o.dpd_timeout) {
+            Some(t) => {
+                Some(t.max(interval.unwrap_or(crate::config::DEFAULT_DPD_INTERVAL.as_secs()) + 1))
+            }
+            None => self.dpd.map(|d| d.timeout_secs()),
+        }
+    }
+
     /// Our inside address (network + 2).
     pub fn local_inside(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.inside_cidr.network()) + 2)
@@ -855,6 +919,8 @@ pub struct ProposalChoice {
     pub child_lifetime: Option<u64>,
     /// Algorithms that could not be mapped, for warnings.
     pub unmapped: Vec<String>,
+    /// Problems with the tunnel options' algorithms, for warnings.
+    pub warnings: Vec<String>,
     /// True when both directions are AWS's sample set.
     pub sample: bool,
 }
@@ -870,6 +936,30 @@ fn first_then_defaults(first: &str, defaults: &str) -> String {
 impl AwsTunnel {
     /// The proposals and lifetimes to write for this tunnel.
     pub fn proposal_choice(&self) -> ProposalChoice {
+        if let Some(o) = &self.options {
+            let oc = o.choice();
+            let mut c = ProposalChoice {
+                ike_proposals: oc.ike_proposals,
+                esp_proposals: oc.esp_proposals,
+                warnings: oc.warnings,
+                ..ProposalChoice::default()
+            };
+            let ike = o
+                .phase1
+                .lifetime
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_IKE_LIFETIME);
+            let child = o
+                .phase2
+                .lifetime
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_CHILD_LIFETIME);
+            if (ike, child) != (DEFAULT_IKE_LIFETIME, DEFAULT_CHILD_LIFETIME) {
+                c.ike_lifetime = Some(ike.as_secs());
+                c.child_lifetime = Some(child.as_secs());
+            }
+            return c;
+        }
         let mut c = ProposalChoice::default();
         let mut sample = true;
         match self.ike_proposal() {
@@ -1112,6 +1202,9 @@ pub fn apply(
                 "tunnel {name}: {u}; ipiece's default proposals are used"
             ));
         }
+        for w in &choice.warnings {
+            report.warnings.push(format!("tunnel {name}: {w}"));
+        }
         sample_note |= choice.sample;
 
         let psk_file = PathBuf::from(format!("ipsec/{name}.psk"));
@@ -1123,8 +1216,11 @@ pub fn apply(
             ike_lifetime: choice.ike_lifetime,
             child_lifetime: choice.child_lifetime,
             dpd_interval: t.dpd.map(|d| u64::from(d.interval)),
-            dpd_timeout: t.dpd.map(|d| d.timeout_secs()),
-            start_action: Some(StartAction::Initiate),
+            dpd_timeout: t.dpd_timeout_secs(),
+            start_action: Some(match &t.options {
+                Some(o) if o.aws_initiates() => StartAction::Wait,
+                _ => StartAction::Initiate,
+            }),
             priority: Some(if i == 0 {
                 FIRST_TUNNEL_PRIORITY
             } else {
@@ -1244,6 +1340,55 @@ mod tests {
 
     fn parse(text: &str) -> Result<VpnConfiguration, ImportError> {
         VpnConfiguration::parse(Path::new(PATH), text)
+    }
+
+    #[test]
+    fn tunnel_options_are_matched_by_address_and_win() {
+        use crate::aws::options::{PhaseOptions, TunnelOptions};
+        let mut vpn = parse(&sample()).unwrap();
+        // vgw 203.0.113.9 sorts first; the options come in the other order.
+        let narrowed = TunnelOptions {
+            outside_ip: Some("203.0.113.9".parse().unwrap()),
+            psk: Some(SecretBytes::new(b"rotated.key.12345".to_vec())),
+            inside_cidr: Some("169.254.50.0/30".parse().unwrap()),
+            phase1: PhaseOptions {
+                encryption: vec!["AES256-GCM-16".into()],
+                integrity: vec!["SHA2-384".into()],
+                dh_groups: vec![20],
+                lifetime: Some(14400),
+            },
+            dpd_timeout: Some(45),
+            startup_action: Some("start".into()),
+            ..TunnelOptions::default()
+        };
+        let stranger = TunnelOptions {
+            outside_ip: Some("192.0.2.1".parse().unwrap()),
+            ..TunnelOptions::default()
+        };
+        let warnings = vpn.merge_tunnel_options(&[stranger, narrowed]);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("192.0.2.1"), "{warnings:?}");
+        assert!(warnings[1].contains("203.0.113.20"), "{warnings:?}");
+        let [t1, t2] = &vpn.tunnels;
+        assert_eq!(t1.psk.expose(), b"rotated.key.12345");
+        assert_eq!(t1.inside_cidr, "169.254.50.0/30".parse().unwrap());
+        assert_eq!(t1.dpd_timeout_secs(), Some(45));
+        let c = t1.proposal_choice();
+        assert_eq!(
+            c.ike_proposals.as_deref(),
+            Some("aes256gcm16-prfsha384-ecp384")
+        );
+        assert_eq!(c.esp_proposals, None);
+        assert_eq!(
+            (c.ike_lifetime, c.child_lifetime),
+            (Some(14400), Some(3600))
+        );
+        assert!(!c.sample);
+        // The other tunnel keeps the XML's values.
+        assert_eq!(t2.psk.expose(), b"key_one.abcdefgh");
+        assert_eq!(t2.dpd_timeout_secs(), Some(30));
+        assert!(t2.options.is_none());
+        assert!(t2.proposal_choice().sample);
     }
 
     #[test]

@@ -1,14 +1,18 @@
-//! AWS Site-to-Site VPN (virtual private gateway), the parts that need no
-//! AWS SDK:
+//! AWS Site-to-Site VPN (virtual private gateway):
 //!
 //! - [`import`]: a VPN connection's `CustomerGatewayConfiguration` XML (a
 //!   field of DescribeVpnConnections, saved to a file) read into [`import::VpnConfiguration`], two tunnels ordered by their
 //!   AWS outside address, and written into `gateway.toml` as two
 //!   `[[ipsec.tunnels]]` plus the VPC's prefixes ([`import::apply`]), the way
 //!   `wgctl aws import --from-xml` does.
-//! - [`ec2`]: the aws-sdk-ec2 side: reads the state for the planner and
-//!   applies a plan (`wgctl aws plan` / `sync`), with errors worded for the
-//!   operator.
+//! - [`options`]: a connection's `Options.TunnelOptions`, which win over the
+//!   XML's sample values in an online import (`wgctl aws import VPN_ID`).
+//! - [`ec2`]: the aws-sdk-ec2 side: reads the state for the planner (with
+//!   AWS's tunnel telemetry) and applies a plan (`wgctl aws plan` / `sync`,
+//!   the daemon's sync), reads a connection for the online import, with
+//!   errors worded for the operator.
+//! - [`sync`]: the daemon's sync schedule (interval with jitter, backoff)
+//!   and the monitor comparing AWS's view of the tunnels with ipiece's.
 //! - [`plan`]: the route planner: what must be created or deleted at AWS so
 //!   that every on-prem prefix is a static route of the VPN connection and
 //!   is routed to the VGW in each managed route table, Terraform-style
@@ -17,4 +21,6 @@
 
 pub mod ec2;
 pub mod import;
+pub mod options;
 pub mod plan;
+pub mod sync;

@@ -135,17 +135,35 @@ enum AwsCmd {
     /// Import a VPN connection: its two tunnels become [[ipsec.tunnels]]
     /// (matched by AWS outside address: a re-import updates them in place),
     /// their pre-shared keys 0600 files under ipsec/, and the VPC's CIDR
-    /// blocks remote prefixes.
+    /// blocks remote prefixes. Online (`wgctl aws import vpn-...`: read from
+    /// AWS with the standard credential chain, tunnel options included, and
+    /// [aws] pointed at the connection) or offline (`--from-xml FILE`).
     Import {
-        /// The connection's CustomerGatewayConfiguration XML, e.g. saved by
+        /// The VPN connection (`vpn-...`) to read from AWS.
+        #[arg(
+            value_name = "VPN_ID",
+            required_unless_present = "from_xml",
+            conflicts_with = "from_xml"
+        )]
+        vpn_id: Option<String>,
+        /// The region of the connection (default: aws.region of the file,
+        /// else AWS_REGION / AWS_DEFAULT_REGION).
+        #[arg(long, value_name = "REGION", requires = "vpn_id")]
+        region: Option<String>,
+        /// The EC2 endpoint (default: aws.endpoint_url of the file, else the
+        /// region's); written into [aws].
+        #[arg(long, value_name = "URL", requires = "vpn_id")]
+        endpoint_url: Option<String>,
+        /// Offline: the connection's CustomerGatewayConfiguration XML, e.g. saved by
         /// `aws ec2 describe-vpn-connections --vpn-connection-ids vpn-...
         /// --query 'VpnConnections[0].CustomerGatewayConfiguration' --output text`.
         #[arg(long, value_name = "FILE")]
-        from_xml: PathBuf,
+        from_xml: Option<PathBuf>,
         /// Tunnel names are PREFIX-1 and PREFIX-2 (by ascending AWS outside address).
         #[arg(long, value_name = "PREFIX", default_value = "aws")]
         name_prefix: String,
-        /// A CIDR block of the VPC, added to wireguard.remote_prefixes (repeat for several).
+        /// A CIDR block of the VPC, added to wireguard.remote_prefixes (repeat
+        /// for several; an online import adds the VPC's blocks itself).
         #[arg(long = "vpc-cidr", value_name = "CIDR")]
         vpc_cidr: Vec<IpNet>,
     },
@@ -267,11 +285,25 @@ fn run(cli: &Cli) -> Result<()> {
         Cmd::Aws {
             cmd:
                 AwsCmd::Import {
+                    vpn_id,
+                    region,
+                    endpoint_url,
                     from_xml,
                     name_prefix,
                     vpc_cidr,
                 },
-        } => aws_import_xml(path, from_xml, name_prefix, vpc_cidr),
+        } => match (vpn_id, from_xml) {
+            (_, Some(xml)) => aws_import_xml(path, xml, name_prefix, vpc_cidr),
+            (Some(id), None) => aws_import_online(
+                path,
+                id,
+                region.as_deref(),
+                endpoint_url.as_deref(),
+                name_prefix,
+                vpc_cidr,
+            ),
+            (None, None) => Err("give a VPN connection ID or --from-xml FILE".into()),
+        },
         Cmd::Aws {
             cmd: AwsCmd::Plan { .. } | AwsCmd::Sync { .. },
         } => unreachable!("handled in main"),
@@ -601,19 +633,119 @@ fn aws_plan(path: &Path, prune: bool, apply: bool) -> Result<u8> {
 fn aws_import_xml(path: &Path, xml: &Path, name_prefix: &str, vpc_cidrs: &[IpNet]) -> Result<()> {
     aws_import::check_name_prefix(name_prefix).map_err(|e| format!("--name-prefix: {e}"))?;
     let vpn = VpnConfiguration::load(xml).map_err(|e| e.to_string())?;
-    let (mut editor, cfg) = open_editor(path)?;
     let opts = ImportOptions {
         name_prefix: name_prefix.to_owned(),
         vpc_cidrs: vpc_cidrs.to_vec(),
     };
-    let report = aws_import::apply(&mut editor, &cfg, &vpn, &opts).map_err(|e| e.to_string())?;
+    write_import(path, &vpn, &opts, Vec::new(), None)
+}
+
+/// `wgctl aws import VPN_ID`: reads the connection from AWS (its XML, its
+/// tunnel options, its VGW's VPC and that VPC's CIDR blocks), then writes
+/// it like `--from-xml` and points [aws] at it. Nothing is written when
+/// anything fails.
+fn aws_import_online(
+    path: &Path,
+    id: &str,
+    region: Option<&str>,
+    endpoint_url: Option<&str>,
+    name_prefix: &str,
+    extra_cidrs: &[IpNet],
+) -> Result<()> {
+    aws_import::check_name_prefix(name_prefix).map_err(|e| format!("--name-prefix: {e}"))?;
+    let cfg = load(path)?;
+    let id = id.trim();
+    let file_aws = cfg.aws.as_ref();
+    let region = region
+        .map(str::to_owned)
+        .or_else(|| file_aws.map(|a| a.region.clone()))
+        .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()))
+        .or_else(|| {
+            std::env::var("AWS_DEFAULT_REGION")
+                .ok()
+                .filter(|r| !r.is_empty())
+        })
+        .ok_or_else(|| {
+            "no region: give --region (or set aws.region in the file, or AWS_REGION)".to_owned()
+        })?;
+    ipiece::config::check_aws_connection(&region, id)?;
+    let endpoint = endpoint_url
+        .map(str::to_owned)
+        .or_else(|| file_aws.and_then(|a| a.endpoint_url.clone()));
+    let aws = ipiece::config::AwsConfig {
+        region: region.clone(),
+        vpn_connection_id: id.to_owned(),
+        route_tables: ipiece::config::RouteTables::Ids(Vec::new()),
+        routing: ipiece::config::AwsRouting::Static,
+        sync_interval: None,
+        endpoint_url: endpoint,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let online = rt.block_on(async {
+        let ec2 = Ec2::connect(&aws).await.map_err(|e| e.to_string())?;
+        ec2.read_import().await.map_err(|e| e.to_string())
+    })?;
+    let source = PathBuf::from(format!("{id} (CustomerGatewayConfiguration)"));
+    let mut vpn = VpnConfiguration::parse(&source, &online.xml).map_err(|e| e.to_string())?;
+    let mut warnings = vpn.merge_tunnel_options(&online.tunnel_options);
+    if online.static_routes_only == Some(false) && !vpn.uses_bgp() {
+        warnings.push(format!(
+            "{id} routes with BGP (StaticRoutesOnly is false); ipiece only does static routing: \
+             recreate the VPN connection with static routing to route through ipiece"
+        ));
+    }
+    if vpn.vpn_gateway_id.is_none() {
+        vpn.vpn_gateway_id = Some(online.vgw_id.clone());
+    }
+    let mut vpc_cidrs: Vec<IpNet> = online.vpc_cidrs.clone();
+    for c in extra_cidrs {
+        if !vpc_cidrs.contains(c) {
+            vpc_cidrs.push(*c);
+        }
+    }
+    if online.vpc_id.is_none() {
+        warnings.push(format!(
+            "{} is not attached to a VPC: no remote prefix was learnt (use --vpc-cidr)",
+            online.vgw_id
+        ));
+    }
+    let opts = ImportOptions {
+        name_prefix: name_prefix.to_owned(),
+        vpc_cidrs,
+    };
+    let section = endpoint_url.map(str::to_owned);
+    write_import(path, &vpn, &opts, warnings, Some((region, section)))
+}
+
+/// Writes an import in one commit (tunnels, PSK files, remote prefixes and,
+/// online, [aws]), prints what changed and applies the file to a running
+/// daemon.
+fn write_import(
+    path: &Path,
+    vpn: &VpnConfiguration,
+    opts: &ImportOptions,
+    mut warnings: Vec<String>,
+    aws_section: Option<(String, Option<String>)>,
+) -> Result<()> {
+    let (mut editor, cfg) = open_editor(path)?;
+    let report = aws_import::apply(&mut editor, &cfg, vpn, opts).map_err(|e| e.to_string())?;
+    let mut aws_changed = Vec::new();
+    if let (Some((region, endpoint)), Some(id)) = (&aws_section, &vpn.vpn_connection_id) {
+        aws_changed = editor
+            .set_aws_connection(region, id, endpoint.as_deref())
+            .map_err(|e| e.to_string())?;
+    }
     editor.commit().map_err(|e| match e {
         EditError::Invalid(errs) => {
             format!("the imported configuration does not validate; nothing was written:\n{errs}")
         }
         other => format!("{other}; nothing was written"),
     })?;
-    for w in &report.warnings {
+    warnings.extend(report.warnings.iter().cloned());
+    for w in &warnings {
         eprintln!("warning: {w}");
     }
     if report.changed() {
@@ -635,7 +767,10 @@ fn aws_import_xml(path: &Path, xml: &Path, name_prefix: &str, vpc_cidrs: &[IpNet
     for p in &report.remote_prefixes_kept {
         println!("  wireguard.remote_prefixes: {p} already routed");
     }
-    if !report.changed() {
+    if !aws_changed.is_empty() {
+        println!("  [aws]: set {}", aws_changed.join(", "));
+    }
+    if !report.changed() && aws_changed.is_empty() {
         println!("no changes");
         return Ok(());
     }
@@ -845,6 +980,9 @@ fn status(path: &Path, json: bool) -> Result<()> {
     for t in &st.tunnels {
         print_tunnel(t);
     }
+    if let Some(a) = &st.aws {
+        print_aws(a);
+    }
     let w = &st.wireguard;
     let c = &st.counters;
     println!(
@@ -853,6 +991,57 @@ fn status(path: &Path, json: bool) -> Result<()> {
         w.cookies_sent, c.tun_no_route, c.remote_unrouted, c.esp_tx, c.esp_rx
     );
     Ok(())
+}
+
+fn print_aws(a: &ipiece::aws::sync::AwsStatus) {
+    let secs = |v: Option<u64>| v.map_or("-".to_owned(), |s| format!("{s}s"));
+    println!(
+        "  aws {} ({}): sync every {}s; last {} ago: {}; next in {}{}",
+        a.vpn_connection_id,
+        a.region,
+        a.sync_interval_secs,
+        secs(a.last_sync_secs),
+        a.last_result.as_deref().unwrap_or("not run yet"),
+        secs(a.next_sync_secs),
+        if a.consecutive_failures > 0 {
+            format!(" ({} failures in a row)", a.consecutive_failures)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(e) = &a.last_error {
+        println!("    last error: {e}");
+    }
+    for op in &a.last_applied {
+        println!("    applied: {op}");
+    }
+    for c in &a.conflicts {
+        println!("    conflict: {c}");
+    }
+    for s in &a.stale {
+        println!("    stale (wgctl aws sync --prune removes it): {s}");
+    }
+    for t in &a.tunnels {
+        println!(
+            "    AWS {} {}{}{}; ipiece {}: {}",
+            t.outside_ip,
+            t.aws_status,
+            if t.aws_message.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", t.aws_message)
+            },
+            t.aws_last_change
+                .as_deref()
+                .map(|c| format!(" since {c}"))
+                .unwrap_or_default(),
+            t.tunnel.as_deref().unwrap_or("(no tunnel)"),
+            t.ipiece_state
+        );
+        if let Some(w) = &t.warning {
+            println!("    warning: {w}");
+        }
+    }
 }
 
 fn print_tunnel(t: &ipiece::ipsec::TunnelStatus) {

@@ -702,6 +702,56 @@ impl ConfigEditor {
         Ok(())
     }
 
+    // ---- [aws] ----
+
+    /// Points `[aws]` at a VPN connection: `region`, `vpn_connection_id`
+    /// and, when given, `endpoint_url` are set (in place, keeping comments
+    /// and every other key); the table is appended when the file has none.
+    /// Returns the keys that changed.
+    pub fn set_aws_connection(
+        &mut self,
+        region: &str,
+        vpn_connection_id: &str,
+        endpoint_url: Option<&str>,
+    ) -> Result<Vec<String>, EditError> {
+        if !self.doc.contains_key("aws") {
+            let mut t = Table::new();
+            t.decor_mut().set_prefix("\n");
+            let last = {
+                let mut max = self.doc.as_table().position().unwrap_or(0);
+                visit_tables(self.doc.as_table(), &mut |s| {
+                    max = max.max(s.position().unwrap_or(0))
+                });
+                max
+            };
+            t.set_position(Some(last + 1));
+            self.doc.insert("aws", Item::Table(t));
+        }
+        let path = self.path.clone();
+        let table = self
+            .doc
+            .get_mut("aws")
+            .and_then(Item::as_table_like_mut)
+            .ok_or_else(|| EditError::Malformed {
+                path,
+                message: "`aws` is not a table".into(),
+            })?;
+        let mut changed = Vec::new();
+        let mut keys = vec![
+            ("region", Value::from(region)),
+            ("vpn_connection_id", Value::from(vpn_connection_id)),
+        ];
+        if let Some(u) = endpoint_url {
+            keys.push(("endpoint_url", Value::from(u)));
+        }
+        for (key, v) in keys {
+            if set_value(table, key, v) {
+                changed.push(key.to_owned());
+            }
+        }
+        Ok(changed)
+    }
+
     // ---- wireguard.remote_prefixes ----
 
     /// `wireguard.remote_prefixes` for editing, created (empty) when absent.

@@ -41,6 +41,15 @@ pub use model::{
     MIN_MTU, MIN_MTU_IPV6, MIN_REPLAY_WINDOW, MIN_SYNC_INTERVAL,
 };
 
+/// Checks an AWS region name and a VPN connection ID by the validator's
+/// rules (`wgctl aws import VPN_ID --region R`): the message says what is
+/// wrong.
+pub fn check_aws_connection(region: &str, vpn_connection_id: &str) -> Result<(), String> {
+    validate::aws::check_region(region).map_err(|e| format!("region {region:?}: {e}"))?;
+    validate::aws::check_resource_id(vpn_connection_id, "vpn", "a VPN connection")
+        .map_err(|e| format!("{vpn_connection_id:?}: {e}"))
+}
+
 #[cfg(test)]
 pub(crate) mod testutil {
     //! Helpers shared by the configuration tests.

@@ -105,8 +105,9 @@ pub struct Config {
 
 /// Largest accepted `aws.sync_interval` (one day).
 pub const MAX_SYNC_INTERVAL: Duration = Duration::from_secs(86_400);
-/// Smallest accepted non-zero `aws.sync_interval` (EC2 throttles eager pollers).
-pub const MIN_SYNC_INTERVAL: Duration = Duration::from_secs(30);
+/// Smallest accepted non-zero `aws.sync_interval`: a round is three to four
+/// Describe calls, far below EC2's request limits even at this rate.
+pub const MIN_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Which VPC route tables `wgctl aws sync` manages (`aws.route_tables`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 //!
 //! The `[ipsec]` section is checked in the child module `ipsec`, `[aws]` in `aws`.
 
-mod aws;
+pub(crate) mod aws;
 mod ipsec;
 
 use std::collections::HashMap;

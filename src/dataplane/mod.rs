@@ -2,6 +2,7 @@
 //! TUN device, kernel routes, timers, signals, the control and UAPI sockets.
 //! It only moves bytes and calls the core.
 
+pub mod aws;
 pub mod kernel;
 pub mod run;
 

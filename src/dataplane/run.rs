@@ -3,11 +3,12 @@
 //! reads are drained in batches; writes never block (a router drops what
 //! it cannot send, and counts it).
 
+use crate::aws::sync::{Monitor, SyncReport};
 use crate::config::{Config, ConfigErrors};
 use crate::control::proto::{Request, Response, MAX_LINE};
 use crate::control::uapi;
 use crate::dataplane::kernel::{self, Routes};
-use crate::gateway::{Gateway, Io, Settings, UdpPort, TICK};
+use crate::gateway::{Gateway, GatewayStatus, Io, Settings, UdpPort, TICK};
 use crate::wire::natt;
 use std::io;
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UdpSocket, UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tun_rs::AsyncDevice;
 
 /// Largest datagram or TUN packet handled.
@@ -255,8 +256,15 @@ fn size_socket_buffers(udp: &UdpSocket) {
 }
 
 /// Re-reads the config and applies the difference; on any error the running
-/// configuration stays and the error is returned for the caller.
-fn reload(path: &Path, gw: &mut Gateway, routes: &mut Routes, io: &mut ShellIo<'_>) -> Response {
+/// configuration stays and the error is returned for the caller. On success
+/// the new configuration goes to the AWS sync task.
+fn reload(
+    path: &Path,
+    gw: &mut Gateway,
+    routes: &mut Routes,
+    aws: &mut AwsShell,
+    io: &mut ShellIo<'_>,
+) -> Response {
     let cfg = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -274,6 +282,7 @@ fn reload(path: &Path, gw: &mut Gateway, routes: &mut Routes, io: &mut ShellIo<'
             return Response::Error { message };
         }
     };
+    aws.configure(&cfg);
     let remote = settings.remote_prefixes.clone();
     let outcome = gw.apply(settings, Instant::now(), io);
     for e in routes.sync(&remote) {
@@ -290,6 +299,38 @@ fn reload(path: &Path, gw: &mut Gateway, routes: &mut Routes, io: &mut ShellIo<'
         "configuration reloaded"
     );
     Response::Reloaded(outcome)
+}
+
+/// The main loop's side of the AWS sync: the running configuration for the
+/// sync task, and the [`Monitor`] of its reports.
+struct AwsShell {
+    config: watch::Sender<Config>,
+    monitor: Option<Monitor>,
+}
+
+impl AwsShell {
+    /// Hands `cfg` to the sync task; keeps the monitor while the synced
+    /// connection and interval stay the same.
+    fn configure(&mut self, cfg: &Config) {
+        let want = cfg
+            .aws
+            .as_ref()
+            .and_then(|a| a.sync_interval.map(|i| (a, i)));
+        self.monitor = match (want, self.monitor.take()) {
+            (Some((a, i)), Some(m)) if m.is_for(&a.vpn_connection_id, &a.region, i) => Some(m),
+            (Some((a, i)), _) => Some(Monitor::new(&a.vpn_connection_id, &a.region, i)),
+            (None, _) => None,
+        };
+        self.config.send_replace(cfg.clone());
+    }
+
+    /// The status with the AWS part filled in.
+    fn status(&self, gw: &Gateway) -> GatewayStatus {
+        let now = Instant::now();
+        let mut st = gw.status(now, SystemTime::now());
+        st.aws = self.monitor.as_ref().map(|m| m.status(now, &st.tunnels));
+        st
+    }
 }
 
 /// Runs the daemon with the validated `cfg` read from `path` until SIGTERM
@@ -346,6 +387,17 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
     let (tx, mut rx) = mpsc::channel::<Ctl>(64);
     let control_task = accept_loop(control, tx.clone(), false);
     let uapi_task = accept_loop(uapi_l, tx, true);
+
+    let (aws_config, aws_config_rx) = watch::channel(cfg.clone());
+    let (aws_tx, mut aws_reports) = mpsc::channel::<SyncReport>(4);
+    let aws_task = tokio::spawn(crate::dataplane::aws::run(aws_config_rx, aws_tx));
+    let mut aws = AwsShell {
+        config: aws_config,
+        monitor: None,
+    };
+    aws.configure(&cfg);
+    let mut aws_check = tokio::time::interval(Duration::from_secs(1));
+    aws_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut gw = Gateway::new(settings, Instant::now());
     let st = gw.status(Instant::now(), SystemTime::now());
@@ -430,11 +482,11 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
             }
             Some(msg) = rx.recv() => match msg {
                 Ctl::Control(Request::Status, reply) => {
-                    let _ = reply.send(Response::Status(Box::new(gw.status(Instant::now(), SystemTime::now()))));
+                    let _ = reply.send(Response::Status(Box::new(aws.status(&gw))));
                 }
                 Ctl::Control(Request::Reload, reply) => {
                     let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
-                    let _ = reply.send(reload(&path, &mut gw, &mut routes, &mut io));
+                    let _ = reply.send(reload(&path, &mut gw, &mut routes, &mut aws, &mut io));
                 }
                 Ctl::Control(Request::Tunnel { name, action }, reply) => {
                     let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
@@ -452,7 +504,21 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
             _ = sighup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", path.display());
                 let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
-                let _ = reload(&path, &mut gw, &mut routes, &mut io);
+                let _ = reload(&path, &mut gw, &mut routes, &mut aws, &mut io);
+            }
+            Some(report) = aws_reports.recv() => {
+                if let Some(m) = aws.monitor.as_mut() {
+                    m.on_report(Instant::now(), report);
+                }
+            }
+            _ = aws_check.tick(), if aws.monitor.is_some() => {
+                let now = Instant::now();
+                let tunnels = gw.tunnel_status(now);
+                if let Some(m) = aws.monitor.as_mut() {
+                    for w in m.observe(now, &tunnels) {
+                        tracing::warn!("{w}");
+                    }
+                }
             }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break; }
@@ -470,6 +536,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
     }
     control_task.abort();
     uapi_task.abort();
+    aws_task.abort();
     for e in routes.clear() {
         tracing::warn!(error = %e, "route cleanup");
     }

@@ -1256,19 +1256,26 @@ impl Daemon {
 /// Starts `ipieced --config <cfg>` in `ns`, waits (10 s) for its control
 /// socket to answer `wgctl status`, its UAPI socket and its TUN.
 pub fn start_ipieced(ns: &Netns, cfg: &GwConfig) -> Daemon {
+    start_ipieced_env(ns, cfg, &[])
+}
+
+/// [`start_ipieced`] with extra environment variables (AWS credentials).
+pub fn start_ipieced_env(ns: &Netns, cfg: &GwConfig, envs: &[(&str, &str)]) -> Daemon {
     ns.remove_at_teardown(&cfg.uapi_socket());
     ns.remove_at_teardown(&cfg.control_socket);
     let log = cfg.dir.join(format!("ipieced-{}.log", cfg.tun));
     let rust_log = std::env::var("IPIECE_TEST_LOG").unwrap_or_else(|_| "info".into());
+    let mut all = vec![
+        ("IPIECE_LOG", rust_log.as_str()),
+        ("RUST_BACKTRACE", "1"),
+        ("NO_COLOR", "1"),
+    ];
+    all.extend_from_slice(envs);
     let pid = ns.spawn(
         "ipieced",
         IPIECED,
         &["--config", cfg.path.to_str().unwrap()],
-        &[
-            ("IPIECE_LOG", rust_log.as_str()),
-            ("RUST_BACKTRACE", "1"),
-            ("NO_COLOR", "1"),
-        ],
+        &all,
         &log,
     );
     let d = Daemon { pid, log };
@@ -1300,6 +1307,46 @@ pub fn start_ipieced(ns: &Netns, cfg: &GwConfig) -> Daemon {
         tail(&d.log, 100)
     );
     d
+}
+
+// ---------------------------------------------------------------------- moto --
+
+/// The python of the moto venv: `IPIECE_MOTO_PYTHON`, else
+/// `<target>/moto-venv/bin/python` (scripts/test.sh creates it).
+pub fn moto_python() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("IPIECE_MOTO_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let target = match std::env::var("CARGO_TARGET_DIR") {
+        Ok(t) => PathBuf::from(t),
+        // <target>/debug/deps/<test>-<hash>
+        Err(_) => std::env::current_exe()
+            .ok()?
+            .parent()?
+            .parent()?
+            .parent()?
+            .to_path_buf(),
+    };
+    let p = target.join("moto-venv/bin/python");
+    p.exists().then_some(p)
+}
+
+/// Runs `f` on a thread that has entered the network namespace `ns` (its
+/// sockets are the namespace's), and returns its result.
+pub fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
+    let path = format!("/var/run/netns/{}", ns.name);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            use std::os::unix::io::AsRawFd;
+            // SAFETY: setns on a valid descriptor affects only this thread.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
 }
 
 // ------------------------------------------------------------- status json --

@@ -36,7 +36,7 @@ const CREDENTIAL_KEYS: &[&str] = &[
 ];
 
 /// `us-east-1`, `us-gov-west-1`, `cn-north-1`, `ap-southeast-2`.
-fn check_region(s: &str) -> Result<(), String> {
+pub(crate) fn check_region(s: &str) -> Result<(), String> {
     let parts: Vec<&str> = s.split('-').collect();
     let ok = parts.len() >= 3
         && parts[0].len() == 2
@@ -458,7 +458,7 @@ endpoint_url = "http://127.0.0.1:5000/"
             14,
             17,
             "aws.sync_interval",
-            "must be 0 (off) or at least 30 s, found 5",
+            "must be 0 (off) or at least 10 s, found 5",
         );
         one(
             &fx.errors_with("= 300", "= -1"),
