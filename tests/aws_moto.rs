@@ -583,16 +583,7 @@ fn online_import_reads_tunnel_options_and_vpc_then_plan_and_sync() {
 
     let dir = Dir::new("");
     let url = moto.url();
-    let args = [
-        "aws",
-        "import",
-        w.vpn.as_str(),
-        "--region",
-        "us-east-1",
-        "--endpoint-url",
-        url.as_str(),
-    ];
-    let (code, out, err, t) = dir.wgctl(&args, true);
+    let (code, out, err, t) = dir.wgctl(&import_args(&w.vpn, &url), true);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(t < Duration::from_secs(20), "took {t:?}");
     for secret in ["Narrowed.Key_0123456789", second_psk.as_str()] {
@@ -673,24 +664,26 @@ fn online_import_reads_tunnel_options_and_vpc_then_plan_and_sync() {
     assert_eq!(code, 0, "{out}\n{err}");
 }
 
+/// `aws import ID --region us-east-1 --endpoint-url URL`.
+fn import_args<'a>(id: &'a str, url: &'a str) -> [&'a str; 7] {
+    [
+        "aws",
+        "import",
+        id,
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        url,
+    ]
+}
+
 #[test]
 fn failed_online_import_leaves_the_file_untouched() {
     let Some(moto) = Moto::start() else { return };
     let dir = Dir::new("");
     let before = fs::read_to_string(dir.0.join("gateway.toml")).unwrap();
     let url = moto.url();
-    let (code, out, err, t) = dir.wgctl(
-        &[
-            "aws",
-            "import",
-            "vpn-0123456789abcdef0",
-            "--region",
-            "us-east-1",
-            "--endpoint-url",
-            url.as_str(),
-        ],
-        true,
-    );
+    let (code, out, err, t) = dir.wgctl(&import_args("vpn-0123456789abcdef0", &url), true);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(
         err.contains("VPN connection vpn-0123456789abcdef0 not found in region us-east-1"),
@@ -702,18 +695,7 @@ fn failed_online_import_leaves_the_file_untouched() {
         l.local_addr().unwrap().port()
     };
     let closed = format!("http://127.0.0.1:{port}");
-    let (code, out, err, t) = dir.wgctl(
-        &[
-            "aws",
-            "import",
-            "vpn-0123456789abcdef0",
-            "--region",
-            "us-east-1",
-            "--endpoint-url",
-            closed.as_str(),
-        ],
-        true,
-    );
+    let (code, out, err, t) = dir.wgctl(&import_args("vpn-0123456789abcdef0", &closed), true);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(err.contains("is unreachable"), "{err}");
     assert!(t < Duration::from_secs(8), "took {t:?}");
@@ -855,15 +837,7 @@ fn daemon_syncs_reports_telemetry_and_warns_when_aws_disagrees() {
         c.envs(creds.iter().copied());
         common::run_cmd(&mut c, None, Duration::from_secs(30))
     };
-    let out = wgctl(&[
-        "aws",
-        "import",
-        &w.vpn,
-        "--region",
-        "us-east-1",
-        "--endpoint-url",
-        &url,
-    ]);
+    let out = wgctl(&import_args(&w.vpn, &url));
     assert!(out.ok(), "import: {out}");
     set_aws_keys(&cfg.path, &w.rtb, &["172.16.4.0/24"]);
     let d = start_ipieced_env(&ns, &cfg, &creds);
