@@ -104,11 +104,11 @@ if [ -z "$DEB" ]; then
   STAGE="$WORK/cargo-target"
   mkdir -p "$STAGE/release"
   for b in ipieced wgctl; do
-    strip --strip-debug -o "$STAGE/release/$b" "$BIN_DIR/$b"
+    strip --strip-all -o "$STAGE/release/$b" "$BIN_DIR/$b"
   done
   # cargo-deb finds the target directory through `cargo metadata`, which
   # honours CARGO_TARGET_DIR
-  (cd "$ROOT" && CARGO_TARGET_DIR="$STAGE" "$CARGO_DEB" --no-build --no-strip --no-dbgsym --output "$OUT/") \
+  (cd "$ROOT" && CARGO_TARGET_DIR="$STAGE" "$CARGO_DEB" --no-build --no-strip --no-dbgsym --fast --output "$OUT/") \
     >"$WORK/cargo-deb.log" 2>&1 || { tail -n 30 "$WORK/cargo-deb.log" >&2; die "cargo deb failed"; }
   DEB="$OUT/ipiece_${VERSION}-1_amd64.deb"
   [ -f "$DEB" ] || DEB=$(ls -t "$OUT"/ipiece_*.deb | head -n 1)
@@ -137,8 +137,15 @@ PKGS=$PKGS,libxml2-utils,ca-certificates,less
 log "mirror ${MIRRORS[*]}, package cache $APT_CACHE"
 # The .deb goes in through apt (--include of a local file): the image
 # installs exactly what `apt install ./ipiece_*.deb` installs elsewhere.
+# apt hands the path to dpkg inside the chroot: the same path must exist
+# there (copied in by a setup hook, removed by a customize hook)
+DEB_IN="$WORK/deb/$(basename "$DEB")"
+mkdir -p "$WORK/deb"
+cp "$DEB" "$DEB_IN"
 mmdebstrap --mode=root --variant=minbase --format=directory \
-  --include="$PKGS" --include="$DEB" \
+  --include="$PKGS" --include="$DEB_IN" \
+  --setup-hook="mkdir -p \"\$1$WORK/deb\" && cp '$DEB_IN' \"\$1$WORK/deb/\"" \
+  --customize-hook="rm -rf \"\$1$WORK\"" \
   --skip=download/empty --skip=essential/unlink \
   --setup-hook="mkdir -p \"\$1/var/cache/apt/archives\"; find '$APT_CACHE' -maxdepth 1 -name '*.deb' -exec cp -t \"\$1/var/cache/apt/archives/\" {} +" \
   --customize-hook="find '$APT_CACHE' -maxdepth 1 -name '*.deb' -delete; find \"\$1/var/cache/apt/archives\" -maxdepth 1 -name '*.deb' ! -name 'ipiece_*' -exec cp -t '$APT_CACHE/' {} +; rm -f \"\$1\"/var/cache/apt/archives/*.deb" \
@@ -148,8 +155,8 @@ log "root file system: $(du -sm "$ROOTFS" | cut -f1) MiB"
 
 # ---------------------------------------------------------------- 4 ------
 step "appliance files"
-install -m 0755 "$HERE/appliance/ipiece-firstboot" "$ROOTFS/usr/lib/ipiece/ipiece-firstboot"
-install -m 0755 "$HERE/appliance/ipiece-banner" "$ROOTFS/usr/lib/ipiece/ipiece-banner"
+install -D -m 0755 "$HERE/appliance/ipiece-firstboot" "$ROOTFS/usr/lib/ipiece/ipiece-firstboot"
+install -D -m 0755 "$HERE/appliance/ipiece-banner" "$ROOTFS/usr/lib/ipiece/ipiece-banner"
 install -m 0644 "$HERE/appliance/ipiece-firstboot.service" "$ROOTFS/etc/systemd/system/"
 install -m 0644 "$HERE/appliance/ipiece-banner.service" "$ROOTFS/etc/systemd/system/"
 install -m 0644 "$HERE/appliance/99-ipiece-gateway.conf" "$ROOTFS/etc/sysctl.d/"

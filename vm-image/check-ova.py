@@ -53,6 +53,8 @@ def main(argv):
         return 2
     ova = argv[1]
     extract = argv[argv.index("--extract") + 1] if "--extract" in argv else None
+    if extract:
+        os.makedirs(extract, exist_ok=True)
     with tarfile.open(ova, "r:") as tar:
         members = tar.getmembers()
         names = [m.name for m in members]

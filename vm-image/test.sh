@@ -245,7 +245,7 @@ t_boot_bios() {
   start_vm - "$s" \
     -device pvscsi,id=scsi0 -drive "if=none,id=d0,format=vmdk,file=$VMDK,snapshot=on" \
     -device scsi-hd,drive=d0,bus=scsi0.0,bootindex=0 \
-    -device "vmxnet3,mac=$MAC_A" -device "vmxnet3,mac=$MAC_B"
+    -nic none -device "vmxnet3,mac=$MAC_A" -device "vmxnet3,mac=$MAC_B"
   local ok=0
   check_banner "$s" && ok=1
   stop_vm
@@ -274,7 +274,7 @@ start_uefi_vm() { # start_uefi_vm SERIAL
     -device scsi-hd,drive=d0,bus=scsi0.0,bootindex=0 \
     -netdev "tap,id=lan,ifname=$TAP_LAN,script=no,downscript=no" -device "vmxnet3,netdev=lan,mac=$MAC_A" \
     -netdev "tap,id=wan,ifname=$TAP_WAN,script=no,downscript=no" -device "vmxnet3,netdev=wan,mac=$MAC_B" \
-    -fw_cfg "name=opt/ipiece/seed,file=$WORK/seed.conf"
+    -fw_cfg "name=opt/ipiece/seed,file=$WORK/seed.conf" -nic none
 }
 # laptop_up VM_PUBKEY PEER_ADDR : wireguard-go in the WAN namespace, peer = the VM
 laptop_up() {
