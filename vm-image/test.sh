@@ -25,7 +25,10 @@
 #                     guestinfo), NICs in swapped PCI order told apart by MAC;
 #                     a wireguard-go laptop in namespace ipt-<pid>-vm-wan on
 #                     the WAN tap: handshake with ipieced in the VM, ping of
-#                     the VM's LAN address 172.16.4.1 through the tunnel
+#                     the VM's LAN address 172.16.4.1 through the tunnel;
+#                     root logs in over SSH with the ipiece.ssh_key property:
+#                     wg.key is 0600, resolv.conf from ipiece.dns, `wg show`
+#                     works, `systemctl reload ipieced` is a SIGHUP reload
 #   reboot-idempotent the same overlay booted again: same WireGuard key, the
 #                     config kept, the laptop still reaches 172.16.4.1
 #   deb-install       a clean Debian 12 minbase root (mmdebstrap), the .deb
@@ -103,7 +106,8 @@ why() {
 section "vm-image: tools"
 ensure_build_tools
 ensure_qemu_system
-ensure_commands wireguard-go:wireguard-go wg:wireguard-tools ping:iputils-ping python3:python3
+ensure_commands wireguard-go:wireguard-go wg:wireguard-tools ping:iputils-ping python3:python3 \
+  ssh:openssh-client ssh-keygen:openssh-client
 ensure_tun_device
 echo "$(qemu-system-x86_64 --version | head -n 1); $(qemu-img --version | head -n 1)"
 echo "$(mmdebstrap --version); wireguard-go $(wireguard-go --version 2>/dev/null | awk '{ print $2; exit }')"
@@ -324,11 +328,41 @@ handshake_and_ping() {
   echo "laptop: $(grep -E 'packets transmitted' "$WORK/ping.txt")"
 }
 
+ssh_vm() {
+  ip netns exec "$NS_WAN" timeout 60 ssh -i "$WORK/ssh_key" -o BatchMode=yes -o ConnectTimeout=15 \
+    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@198.51.100.2 "$@"
+}
+# check_over_ssh : root logs in with the ipiece.ssh_key property over the
+# WAN; inside: the key file is 0600, resolv.conf from ipiece.dns, `wg show`
+# reads ipieced's UAPI socket, `systemctl reload` reaches the daemon as
+# SIGHUP and it keeps running (same PID)
+check_over_ssh() {
+  local out pid1 pid2
+  out=$(ssh_vm 'stat -c "keymode=%a %n" /etc/ipiece/wg.key; sed "s/^/resolv=/" /etc/resolv.conf;
+    echo "wgport=$(wg show ipiece0 listen-port)"; echo "pid1=$(systemctl show -p MainPID --value ipieced)";
+    systemctl reload ipieced && sleep 2; echo "pid2=$(systemctl show -p MainPID --value ipieced)";
+    echo "state=$(systemctl is-active ipieced)";
+    echo "reloads=$(journalctl -u ipieced -o cat --no-pager | grep -c "SIGHUP: reloading")"' 2>&1) \
+    || { why "ssh root@198.51.100.2 with the ipiece.ssh_key key failed: $(tail -n 2 <<<"$out" | tr '\n' ' ')"; return 1; }
+  echo "ssh: $(tr '\n' ' ' <<<"$out")"
+  val() { sed -n "s/^$1=//p" <<<"$out" | head -n 1; }
+  [ "$(val keymode)" = "600 /etc/ipiece/wg.key" ] || { why "wg.key mode: $(val keymode)"; return 1; }
+  [ "$(val resolv)" = "nameserver 198.51.100.1" ] || { why "resolv.conf not from ipiece.dns: $(val resolv)"; return 1; }
+  [ "$(val wgport)" = 51821 ] || { why "wg show ipiece0 listen-port: '$(val wgport)'"; return 1; }
+  pid1=$(val pid1)
+  pid2=$(val pid2)
+  [ -n "$pid1" ] && [ "$pid1" != 0 ] && [ "$pid1" = "$pid2" ] || { why "ipieced PID changed on reload ($pid1 -> $pid2)"; return 1; }
+  [ "$(val state)" = active ] || { why "ipieced not active after reload"; return 1; }
+  [ "$(val reloads)" -ge 1 ] 2>/dev/null || { why "ipieced did not log a SIGHUP reload"; return 1; }
+}
+
 t_boot_uefi_guestinfo() {
   local s="$WORK/serial-uefi.log" lappub addr
   cp /usr/share/OVMF/OVMF_VARS_4M.fd "$WORK/OVMF_VARS.fd"
   qemu-img create -q -f qcow2 -b "$VMDK" -F vmdk "$OVERLAY" || { why "qemu-img create overlay"; return 1; }
   (umask 077 && wg genkey >"$LAPTOP_KEY")
+  rm -f "$WORK/ssh_key" "$WORK/ssh_key.pub"
+  ssh-keygen -q -t ed25519 -N '' -C vm-test -f "$WORK/ssh_key" || { why "ssh-keygen"; return 1; }
   lappub=$(wg pubkey <"$LAPTOP_KEY")
   # WAN is the NIC in the SECOND PCI slot: only its MAC can tell it apart
   cat >"$WORK/seed.conf" <<EOF
@@ -342,6 +376,7 @@ ipiece.public_endpoint=198.51.100.2
 ipiece.wan_mac=$MAC_B
 ipiece.lan_mac=$MAC_A
 ipiece.admin_peer_pubkey=$lappub
+ipiece.ssh_key=$(cat "$WORK/ssh_key.pub")
 EOF
   ns_create "$NS_WAN" || { why "cannot create $NS_WAN"; return 1; }
   ip -n "$NS_WAN" tuntap add dev "$TAP_WAN" mode tap
@@ -372,6 +407,7 @@ EOF
     [ $ok = 1 ] && { handshake_and_ping || ok=0; }
     laptop_down
   fi
+  [ $ok = 1 ] && { check_over_ssh || ok=0; }
   check_no_secret "$s" "${BANNER_PUB:-}" "$lappub" || { why "a key-shaped string other than the public keys on the console"; ok=0; }
   stop_vm
   [ $ok = 1 ]
