@@ -180,6 +180,11 @@ t_ova_structure() {
   grep -q '^file format: vmdk' "$WORK/qemu-img-info.txt" || { why "not a vmdk per qemu-img"; return; }
   grep -q 'create type: streamOptimized' "$WORK/qemu-img-info.txt" || { why "qemu-img: $(grep 'create type' "$WORK/qemu-img-info.txt")"; return; }
   echo "qemu-img info: $(grep -E 'create type|virtual size' "$WORK/qemu-img-info.txt" | tr -s ' ' | tr '\n' ';')"
+  # the disk's capacity in the OVF is the VMDK's virtual size
+  local cap vsize
+  cap=$(grep -o 'ovf:capacity="[0-9]*"' "$OVF_FILE" | grep -o '[0-9]*')
+  vsize=$(qemu-img info --output=json "$VMDK" | python3 -c 'import json, sys; print(json.load(sys.stdin)["virtual-size"])')
+  [ -n "$cap" ] && [ "$cap" = "$vsize" ] || { why "ovf:capacity $cap != virtual size $vsize"; return 1; }
 }
 run_test ova-structure t_ova_structure
 VMDK=$(ls "$EX"/*.vmdk 2>/dev/null | head -n 1)
