@@ -31,6 +31,9 @@
 #                     works, `systemctl reload ipieced` is a SIGHUP reload
 #   reboot-idempotent the same overlay booted again: same WireGuard key, the
 #                     config kept, the laptop still reaches 172.16.4.1
+#   deb-upgrade-in-vm the running appliance upgraded over SSH with a newer
+#                     .deb (this one repacked as <version>+vmtest1): ipieced
+#                     restarted, config and key untouched, laptop gets through
 #   deb-install       a clean Debian 12 minbase root (mmdebstrap), the .deb
 #                     installed with `apt-get install ./ipiece_*.deb` in the
 #                     chroot, `ipieced --version` and `wgctl --version` run
@@ -434,8 +437,47 @@ t_reboot_idempotent() {
     [ $ok = 1 ] && { handshake_and_ping || ok=0; }
     laptop_down
   fi
-  stop_vm
+  # the VM stays up for deb-upgrade-in-vm when all went well
+  if [ $ok = 1 ]; then REBOOT_VM_UP=1; else stop_vm; fi
   [ $ok = 1 ]
+}
+
+# the README's upgrade path on the running appliance: a newer .deb (this one
+# repacked as version <v>+vmtest1) copied over SSH, `apt-get install ./...`:
+# the package upgrades, the running ipieced is restarted (new PID, active),
+# gateway.toml and the key are untouched, the laptop gets through again
+t_deb_upgrade_vm() {
+  local up="$WORK/debup" newdeb="$WORK/ipiece-upgrade.deb" ver out val_ok=1
+  [ "${REBOOT_VM_UP:-0}" = 1 ] || { why "no running VM from reboot-idempotent"; return 1; }
+  rm -rf "$up"
+  dpkg-deb -R "$DEB" "$up" || { why "dpkg-deb -R"; stop_vm; return 1; }
+  ver=$(sed -n 's/^Version: //p' "$up/DEBIAN/control")
+  sed -i "s/^Version: .*/Version: ${ver}+vmtest1/" "$up/DEBIAN/control"
+  dpkg-deb -Zgzip -z1 --root-owner-group -b "$up" "$newdeb" >/dev/null || { why "dpkg-deb -b"; stop_vm; return 1; }
+  rm -rf "$up"
+  ssh_vm 'cat >/root/ipiece-upgrade.deb' <"$newdeb" || { why "copying the .deb over SSH failed"; stop_vm; return 1; }
+  out=$(ssh_vm 'sha256sum /etc/ipiece/gateway.toml /etc/ipiece/wg.key >/root/before.sum;
+    echo "pid1=$(systemctl show -p MainPID --value ipieced)";
+    DEBIAN_FRONTEND=noninteractive apt-get install -y /root/ipiece-upgrade.deb >/root/apt.log 2>&1; echo "apt=$?";
+    sleep 2; echo "pid2=$(systemctl show -p MainPID --value ipieced)"; echo "state=$(systemctl is-active ipieced)";
+    echo "version=$(dpkg-query -W -f="\${Version}" ipiece)";
+    if sha256sum --quiet -c /root/before.sum; then echo files=same; else echo files=changed; fi' 2>&1) \
+    || { why "ssh failed: $(tail -n 2 <<<"$out" | tr '\n' ' ')"; stop_vm; return 1; }
+  echo "upgrade: $(tr '\n' ' ' <<<"$out")"
+  val() { sed -n "s/^$1=//p" <<<"$out" | head -n 1; }
+  [ "$(val apt)" = 0 ] || { why "apt-get install of the newer .deb failed"; val_ok=0; }
+  [ "$(val version)" = "${ver}+vmtest1" ] || { why "installed version $(val version)"; val_ok=0; }
+  [ -n "$(val pid1)" ] && [ "$(val pid1)" != "$(val pid2)" ] && [ "$(val pid2)" != 0 ] \
+    || { why "ipieced not restarted by the upgrade ($(val pid1) -> $(val pid2))"; val_ok=0; }
+  [ "$(val state)" = active ] || { why "ipieced $(val state) after the upgrade"; val_ok=0; }
+  [ "$(val files)" = same ] || { why "the upgrade changed gateway.toml or wg.key"; val_ok=0; }
+  if [ $val_ok = 1 ]; then
+    laptop_up "$FIRST_PUB" "$ADMIN_ADDR" || { why "laptop setup failed"; val_ok=0; }
+    [ $val_ok = 1 ] && { handshake_and_ping || val_ok=0; }
+    laptop_down
+  fi
+  stop_vm
+  [ $val_ok = 1 ]
 }
 
 LOGDIR_KEEP=$CARGO_TARGET_DIR/ci-logs/vm-image
@@ -443,6 +485,7 @@ mkdir -p "$LOGDIR_KEEP"
 run_test boot-bios t_boot_bios
 run_test boot-uefi-guestinfo t_boot_uefi_guestinfo
 run_test reboot-idempotent t_reboot_idempotent
+run_test deb-upgrade-in-vm t_deb_upgrade_vm
 cp "$WORK"/serial-*.log "$LOGDIR_KEEP/" 2>/dev/null || true
 
 t_deb_install() {
