@@ -188,6 +188,25 @@ t_ova_structure() {
   cap=$(grep -o 'ovf:capacity="[0-9]*"' "$OVF_FILE" | grep -o '[0-9]*')
   vsize=$(qemu-img info --output=json "$VMDK" | python3 -c 'import json, sys; print(json.load(sys.stdin)["virtual-size"])')
   [ -n "$cap" ] && [ "$cap" = "$vsize" ] || { why "ovf:capacity $cap != virtual size $vsize"; return 1; }
+  # the checker itself rejects broken packages: a wrong digest, a wrong order
+  local bad="$WORK/bad" ovf mf vmdk
+  ovf=$(basename "$OVF_FILE")
+  mf=${ovf%.ovf}.mf
+  vmdk=$(basename "$VMDK")
+  mkdir -p "$bad"
+  # the VMDK's digest with its first hex digit changed
+  awk '/\.vmdk\)= / { d = $NF; $NF = (substr(d, 1, 1) == "0" ? "1" : "0") substr(d, 2) } { print }' "$EX/$mf" >"$bad/$mf"
+  cmp -s "$bad/$mf" "$EX/$mf" && { why "could not tamper the manifest"; return 1; }
+  ln -sf "$EX/$ovf" "$bad/$ovf"
+  ln -sf "$VMDK" "$bad/$vmdk"
+  tar --format=ustar -h -C "$bad" -cf "$bad/digest.ova" "$ovf" "$mf" "$vmdk"
+  tar --format=ustar -h -C "$EX" -cf "$bad/order.ova" "$mf" "$ovf" "$vmdk"
+  python3 "$HERE/check-ova.py" "$bad/digest.ova" >"$bad/digest.log" 2>&1 && { why "check-ova.py accepted a wrong SHA256"; return 1; }
+  grep -q "^FAIL: SHA256 of $vmdk matches the manifest" "$bad/digest.log" || { why "wrong SHA256 not reported"; return 1; }
+  python3 "$HERE/check-ova.py" "$bad/order.ova" >"$bad/order.log" 2>&1 && { why "check-ova.py accepted the .mf first"; return 1; }
+  grep -q "^FAIL: first member is the .ovf" "$bad/order.log" || { why "wrong member order not reported"; return 1; }
+  rm -rf "$bad"
+  echo "check-ova.py rejects a tampered manifest and a package without the .ovf first"
 }
 run_test ova-structure t_ova_structure
 VMDK=$(ls "$EX"/*.vmdk 2>/dev/null | head -n 1)
@@ -493,7 +512,8 @@ t_deb_install() {
   if [ -r /etc/apt/sources.list.d/debian.sources ]; then mirror=/etc/apt/sources.list.d/debian.sources; else mirror=/etc/apt/sources.list; fi
   mkdir -p "$apt_cache"
   cp "$DEB" "$WORK/"
-  local deb="$WORK/$(basename "$DEB")"
+  local deb
+  deb="$WORK/$(basename "$DEB")"
   # a clean minbase root; the .deb is installed by apt inside it while the
   # package lists are still there (mmdebstrap's customize hooks)
   if ! mmdebstrap --mode=root --variant=minbase --format=directory \
