@@ -22,7 +22,7 @@
 #   9. OVA (tar, the .ovf first)
 #
 # Output ($OUT, default vm-image/out): ipiece-<version>.ova, its .ovf, .mf and
-# -disk1.vmdk, ipiece_<version>_amd64.deb. Downloaded .debs are kept in
+# -disk1.vmdk, ipiece_<version>-1_amd64.deb. Downloaded .debs are kept in
 # $IPIECE_CACHE/apt-archives (default /var/cache/ipiece-ci) for the next build.
 set -euo pipefail
 
@@ -85,15 +85,19 @@ ensure_build_tools
 
 # ---------------------------------------------------------------- 1 ------
 step "binaries"
-if [ -z "$BIN_DIR" ]; then
+if [ -n "$DEB" ]; then
+  log "not needed: the image installs $DEB"
+elif [ -z "$BIN_DIR" ]; then
   log "cargo build --release --bins (override with --bin-dir DIR or IPIECE_BIN_DIR)"
   (cd "$ROOT" && cargo build --release --bins --quiet)
   BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 fi
-for b in ipieced wgctl; do
-  [ -x "$BIN_DIR/$b" ] || die "$BIN_DIR/$b missing (build it, or pass --bin-dir)"
-done
-log "using $BIN_DIR/{ipieced,wgctl}"
+if [ -z "$DEB" ]; then
+  for b in ipieced wgctl; do
+    [ -x "$BIN_DIR/$b" ] || die "$BIN_DIR/$b missing (build it, or pass --bin-dir)"
+  done
+  log "using $BIN_DIR/{ipieced,wgctl}"
+fi
 
 # ---------------------------------------------------------------- 2 ------
 step "debian package (cargo-deb)"
