@@ -8,6 +8,10 @@
 #   3. cargo clippy --all-targets -- -D warnings
 #   4. cargo test --all-targets --no-fail-fast (dev profile; the integration tests in tests/
 #      need root and network namespaces)
+#   5. vm-image/test.sh: the ESXi appliance built from those dev binaries (OVA
+#      checks, qemu boots with BIOS and UEFI, a wireguard-go laptop against
+#      the VM, the .deb in a clean Debian 12 root); VM_TIMEOUT (default 1200 s)
+#      bounds it; IPIECE_SKIP_VM=1 skips it outside CI
 #
 # Build output goes to $CARGO_TARGET_DIR (default /var/cache/ipiece-ci/target,
 # outside the clone so later runs reuse it); long logs go to
@@ -149,8 +153,8 @@ timeout --kill-after=30 "$TEST_TIMEOUT" cargo test --all-targets --no-fail-fast 
 leftover=$(test_namespaces_stale | tr '\n' ' ')
 [ -z "$leftover" ] || log "warning: tests left namespaces behind: $leftover(removed now)"
 
-# one closing line over all test binaries
-awk '/^test result: / {
+# the cargo tests' counts over all test binaries
+read -r CARGO_P CARGO_F CARGO_S CARGO_N < <(awk '/^test result: / {
        for (i = 1; i <= NF; i++) {
          if ($(i) ~ /^passed;?$/) p += $(i - 1)
          if ($(i) ~ /^failed;?$/) f += $(i - 1)
@@ -158,12 +162,55 @@ awk '/^test result: / {
        }
        n++
      }
-     END { printf "\n(%d test binaries)\ntotal: %d passed, %d failed, %d skipped\n", n, p, f, s }' "$LOGDIR/test.log"
+     END { printf "%d %d %d %d\n", p, f, s, n }' "$LOGDIR/test.log")
+printf '\n(%d test binaries)\ncargo: %d passed, %d failed, %d skipped\n' "$CARGO_N" "$CARGO_P" "$CARGO_F" "$CARGO_S"
+CARGO_FAILED=""
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-  echo "FAILED: cargo test timed out after ${TEST_TIMEOUT}s"
-  exit 1
+  CARGO_FAILED="cargo test timed out after ${TEST_TIMEOUT}s"
 elif [ "$rc" -ne 0 ]; then
-  echo "FAILED: cargo test (exit $rc; log: $LOGDIR/test.log)"
+  CARGO_FAILED="cargo test (exit $rc; log: $LOGDIR/test.log)"
+fi
+
+# ------------------------------------------------------------------ vm -------
+# The ESXi appliance (vm-image/test.sh): builds the OVA and the .deb from the
+# dev binaries the cargo tests just built, checks the OVA, boots it under
+# qemu (TCG) with BIOS and UEFI, runs a wireguard-go laptop against ipieced
+# inside the VM, installs the .deb in a clean Debian 12 root. Its own time
+# bound (VM_TIMEOUT). IPIECE_SKIP_VM=1 skips it, except in CI (CI=true).
+VM_TIMEOUT=${VM_TIMEOUT:-1200}
+VM_P=0
+VM_F=0
+VM_FAILED=""
+if [ "${IPIECE_SKIP_VM:-0}" = 1 ] && [ "${CI:-}" != true ]; then
+  section "vm-image: skipped (IPIECE_SKIP_VM=1)"
+else
+  section "vm-image tests (timeout ${VM_TIMEOUT}s)"
+  vm_start=$SECONDS
+  vm_rc=0
+  IPIECE_BIN_DIR="$CARGO_TARGET_DIR/debug" timeout --kill-after=30 "$VM_TIMEOUT" \
+    bash vm-image/test.sh 2>&1 | tee "$LOGDIR/vm-image.log" || vm_rc=$?
+  clean_test_namespaces
+  vm_line=$(grep -E '^vm-image: [0-9]+ passed, [0-9]+ failed$' "$LOGDIR/vm-image.log" | tail -n 1)
+  if [ -n "$vm_line" ]; then
+    VM_P=$(awk '{ print $2 }' <<<"$vm_line")
+    VM_F=$(awk '{ print $4 }' <<<"$vm_line")
+  fi
+  if [ "$vm_rc" -eq 124 ] || [ "$vm_rc" -eq 137 ]; then
+    VM_FAILED="vm-image tests timed out after ${VM_TIMEOUT}s"
+  elif [ "$vm_rc" -ne 0 ]; then
+    VM_FAILED="vm-image tests (exit $vm_rc; log: $LOGDIR/vm-image.log)"
+  fi
+  # a run that died before its closing line counts as one failure
+  if [ -n "$VM_FAILED" ] && [ "$VM_F" -eq 0 ]; then VM_F=1; fi
+  echo "vm-image section: $((SECONDS - vm_start))s"
+fi
+
+# one closing line over the cargo tests and the vm-image tests
+printf '\ntotal: %d passed, %d failed, %d skipped\n' \
+  $((CARGO_P + VM_P)) $((CARGO_F + VM_F)) "$CARGO_S"
+if [ -n "$CARGO_FAILED" ] || [ -n "$VM_FAILED" ]; then
+  [ -z "$CARGO_FAILED" ] || echo "FAILED: $CARGO_FAILED"
+  [ -z "$VM_FAILED" ] || echo "FAILED: $VM_FAILED"
   exit 1
 fi
 
