@@ -886,12 +886,18 @@ fn daemon_syncs_reports_telemetry_and_warns_when_aws_disagrees() {
         "{text}"
     );
 
-    // A reload that adds a LAN prefix syncs at once, not at the next interval.
+    // A reload that adds a LAN prefix syncs at once, not at the next
+    // interval: reload only when the next regular round is at least 6 s
+    // away, and require the route within 3 s.
+    let far = wait_until(Duration::from_secs(15), Duration::from_millis(200), || {
+        aws_status(&cfg)["next_sync_secs"].as_u64() >= Some(6)
+    });
+    assert!(far, "{:#}", aws_status(&cfg));
     set_aws_keys(&cfg.path, &w.rtb, &["172.16.4.0/24", "172.16.5.0/24"]);
     let out = cfg.wgctl(&ns, &["reload"]);
     assert!(out.ok(), "{out}");
     let t0 = Instant::now();
-    let synced = wait_until(Duration::from_secs(6), Duration::from_millis(200), || {
+    let synced = wait_until(Duration::from_secs(3), Duration::from_millis(100), || {
         routes().0.contains(&"172.16.5.0/24".to_owned())
     });
     assert!(
