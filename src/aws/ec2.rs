@@ -337,14 +337,15 @@ impl Ec2 {
             region: self.cfg.region.clone(),
         };
         let vpn = out
-            .vpn_connections()
-            .iter()
+            .vpn_connections
+            .unwrap_or_default()
+            .into_iter()
             .find(|v| v.vpn_connection_id() == Some(id.as_str()))
             .ok_or_else(unknown)?;
         if vpn.state().is_some_and(|s| s.as_str() == "deleted") {
             return Err(unknown());
         }
-        Ok(vpn.clone())
+        Ok(vpn)
     }
 
     /// The connection's VGW; a transit gateway connection is refused.
