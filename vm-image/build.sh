@@ -126,15 +126,8 @@ step "Debian 12 root file system (mmdebstrap)"
 ROOTFS="$WORK/rootfs"
 APT_CACHE="$IPIECE_CACHE/apt-archives"
 mkdir -p "$APT_CACHE"
-# the mirror: this host's own apt sources (deb822 file or sources.list),
-# which carry bookworm, bookworm-updates and bookworm-security
-if [ -r /etc/apt/sources.list.d/debian.sources ]; then
-  MIRRORS=(/etc/apt/sources.list.d/debian.sources)
-elif [ -s /etc/apt/sources.list ]; then
-  MIRRORS=(/etc/apt/sources.list)
-else
-  MIRRORS=("$(host_mirror_uri)")
-fi
+MIRROR=$(host_apt_sources) || exit 1
+MIRRORS=("$MIRROR")
 PKGS=systemd-sysv,udev,kmod,linux-image-amd64,initramfs-tools,zstd,iproute2,nftables
 PKGS=$PKGS,systemd-boot-efi,open-vm-tools,procps,wireguard-tools,openssh-server,iputils-ping
 PKGS=$PKGS,libxml2-utils,ca-certificates,less

@@ -509,7 +509,7 @@ cp "$WORK"/serial-*.log "$LOGDIR_KEEP/" 2>/dev/null || true
 
 t_deb_install() {
   local r="$WORK/debroot" apt_cache="$IPIECE_CACHE/apt-archives" mirror
-  if [ -r /etc/apt/sources.list.d/debian.sources ]; then mirror=/etc/apt/sources.list.d/debian.sources; else mirror=/etc/apt/sources.list; fi
+  mirror=$(host_apt_sources) || { why "no Debian mirror in this host's apt sources"; return 1; }
   mkdir -p "$apt_cache"
   cp "$DEB" "$WORK/"
   local deb

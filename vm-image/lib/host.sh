@@ -2,6 +2,8 @@
 # Host-side helpers for vm-image/build.sh and vm-image/test.sh (sourced).
 #
 #   host_mirror_uri          the Debian mirror URI of this host's own apt sources
+#   host_apt_sources         what mmdebstrap takes as its mirror: this host's
+#                            sources file (deb822 or sources.list), else the URI
 #   ensure_build_tools       mmdebstrap, mtools, dosfstools, syslinux, sfdisk,
 #                            mkfs.ext4, xmllint, qemu-img (installs what is missing)
 #   ensure_qemu_system       qemu-system-x86_64 + qemu-img from bookworm-backports
@@ -26,6 +28,18 @@ host_mirror_uri() {
   fi
   [ -n "$uri" ] || die "no Debian mirror found in this host's apt sources"
   echo "$uri"
+}
+
+# host_apt_sources : the host's own apt sources as mmdebstrap's mirror
+# argument (they carry bookworm, bookworm-updates and bookworm-security).
+host_apt_sources() {
+  if [ -r /etc/apt/sources.list.d/debian.sources ]; then
+    echo /etc/apt/sources.list.d/debian.sources
+  elif [ -s /etc/apt/sources.list ]; then
+    echo /etc/apt/sources.list
+  else
+    host_mirror_uri
+  fi
 }
 
 ensure_build_tools() {
