@@ -345,17 +345,18 @@ impl Gateway {
         out
     }
 
-    /// A UDP datagram arrived on the WireGuard port. `buf` is scratch space
-    /// of at least 64 KiB + 32 bytes.
+    /// A UDP datagram arrived on the WireGuard port at `now`. `buf` is
+    /// scratch space of at least 64 KiB + 32 bytes.
     pub fn handle_datagram(
         &mut self,
+        now: Instant,
         from: SocketAddr,
         data: &[u8],
         buf: &mut [u8],
         io: &mut impl Io,
     ) {
         self.counters.udp_rx += 1;
-        let Some(len) = self.peers.handle_datagram(from, data, buf, io) else {
+        let Some(len) = self.peers.handle_datagram(now, from, data, buf, io) else {
             return;
         };
         let packet = &buf[..len];
@@ -493,6 +494,7 @@ mod tests {
     use boringtun::noise::TunnResult;
     use boringtun::x25519::{PublicKey, StaticSecret};
     use pnet_packet::ipv4::{checksum, MutableIpv4Packet};
+    use std::time::Duration;
 
     #[derive(Default)]
     struct Wire {
@@ -540,6 +542,8 @@ mod tests {
         /// Bytes of every datagram the laptop sent and the gateway sent back.
         up_bytes: u64,
         down_bytes: u64,
+        /// The clock the gateway is given.
+        now: Instant,
     }
 
     fn settings(gw_key: &Key, peers: Vec<PeerSettings>) -> Settings {
@@ -594,6 +598,7 @@ mod tests {
                 lbuf: vec![0u8; 70000],
                 up_bytes: 0,
                 down_bytes: 0,
+                now: Instant::now(),
             },
             gw_key,
             lap_key,
@@ -618,8 +623,13 @@ mod tests {
                 let mut wire = Wire::default();
                 for d in to_gw.drain(..) {
                     self.up_bytes += d.len() as u64;
-                    self.gw
-                        .handle_datagram(self.laptop.addr, &d, &mut self.buf, &mut wire);
+                    self.gw.handle_datagram(
+                        self.now,
+                        self.laptop.addr,
+                        &d,
+                        &mut self.buf,
+                        &mut wire,
+                    );
                 }
                 tun_out.extend(wire.tun);
                 for (dst, d) in wire.udp {
@@ -635,6 +645,17 @@ mod tests {
                     while let TunnResult::WriteToNetwork(x) = r {
                         to_gw.push(x.to_vec());
                         r = self.laptop.tunn.decapsulate(None, &[], &mut self.lbuf);
+                    }
+                    if d[0] == 3 {
+                        // A cookie reply: retry at once with mac2 rather
+                        // than after the 5 s REKEY_TIMEOUT.
+                        if let TunnResult::WriteToNetwork(x) = self
+                            .laptop
+                            .tunn
+                            .format_handshake_initiation(&mut self.lbuf, true)
+                        {
+                            to_gw.push(x.to_vec());
+                        }
                     }
                 }
             }
@@ -747,7 +768,7 @@ mod tests {
                 // aim at the live session's receiver index
                 d[4..8].copy_from_slice(&((1u32 << 8) | 0x42).to_le_bytes());
             }
-            p.gw.handle_datagram(attacker, &d, &mut p.buf, &mut wire);
+            p.gw.handle_datagram(Instant::now(), attacker, &d, &mut p.buf, &mut wire);
         }
         assert!(wire.tun.is_empty());
         let st = p.gw.status(Instant::now(), SystemTime::now());
@@ -792,7 +813,7 @@ mod tests {
             .tunn
             .encapsulate(&ipv4("172.16.60.2", "172.16.4.10", b"z"), &mut lb)
         {
-            p.gw.handle_datagram(p.laptop.addr, d, &mut p.buf, &mut wire);
+            p.gw.handle_datagram(Instant::now(), p.laptop.addr, d, &mut p.buf, &mut wire);
         }
         assert_eq!(wire.tun.len(), 1);
         assert!(wire.udp.is_empty(), "no handshake traffic");
@@ -809,7 +830,7 @@ mod tests {
             .tunn
             .encapsulate(&ipv4("172.16.60.2", "172.16.4.10", b"z"), &mut lb)
         {
-            p.gw.handle_datagram(p.laptop.addr, d, &mut p.buf, &mut wire);
+            p.gw.handle_datagram(Instant::now(), p.laptop.addr, d, &mut p.buf, &mut wire);
         }
         assert!(wire.tun.is_empty());
     }
@@ -826,5 +847,301 @@ mod tests {
             vec!["wireguard.listen_port", "wireguard.mtu"]
         );
         assert_eq!(p.gw.settings().listen_port, 51821);
+    }
+
+    // ------------------------------------------------ hardening (issue 10) --
+
+    /// WireGuard's mac1 (whitepaper 5.4.4): keyed BLAKE2s-128 over the
+    /// message, the key a hash of the receiver's public key. Anyone with the
+    /// gateway's public key (every client file holds it) can compute it.
+    fn mac1(gw_public: &Key, msg: &[u8]) -> [u8; 16] {
+        use blake2::digest::{Digest, FixedOutput, KeyInit, Update};
+        let key: [u8; 32] = blake2::Blake2s256::new()
+            .chain_update(b"mac1----")
+            .chain_update(gw_public.0)
+            .finalize()
+            .into();
+        let mut m = blake2::Blake2sMac::<blake2::digest::consts::U16>::new_from_slice(&key)
+            .expect("32-byte key");
+        Update::update(&mut m, msg);
+        m.finalize_fixed().into()
+    }
+
+    /// A 148-byte initiation with a valid mac1 and garbage inside: it costs
+    /// the gateway a DH before it fails, and counts towards its load.
+    fn forged_initiation(gw_public: &Key, seed: u64) -> Vec<u8> {
+        let mut m = vec![0u8; 148];
+        m[0] = 1;
+        let mut x = seed | 1;
+        for b in m[4..116].iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let mac = mac1(gw_public, &m[..116]);
+        m[116..132].copy_from_slice(&mac);
+        m
+    }
+
+    /// A 92-byte response naming `receiver_idx`, mac1-valid, from nobody.
+    fn forged_response(gw_public: &Key, receiver_idx: u32) -> Vec<u8> {
+        let mut m = vec![0u8; 92];
+        m[0] = 2;
+        m[4..8].copy_from_slice(&0x5eed_u32.to_le_bytes());
+        m[8..12].copy_from_slice(&receiver_idx.to_le_bytes());
+        for (i, b) in m[12..60].iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(37).wrapping_add(11);
+        }
+        let mac = mac1(gw_public, &m[..60]);
+        m[60..76].copy_from_slice(&mac);
+        m
+    }
+
+    /// Sends forged initiations from `n` sources until the gateway answers
+    /// with cookie replies (boringtun's global load check); returns how many
+    /// cookie replies went out.
+    fn load_gateway(gw: &mut Gateway, gw_public: &Key, now: Instant, buf: &mut [u8]) -> u64 {
+        let mut wire = Wire::default();
+        for i in 0..400u32 {
+            let from = SocketAddr::from(([203, 0, 113, 100 + (i % 50) as u8], 30000));
+            gw.handle_datagram(
+                now,
+                from,
+                &forged_initiation(gw_public, i as u64),
+                buf,
+                &mut wire,
+            );
+        }
+        wire.udp
+            .iter()
+            .filter(|(_, d)| d.len() == 64 && d[0] == 3)
+            .count() as u64
+    }
+
+    #[test]
+    fn forged_response_under_cookie_load_does_not_move_the_endpoint() {
+        let (mut p, gw_key, lap_key) = pair();
+        let gw_pub = public_key(&gw_key);
+        // bob is configured but has no session: his packets wait in `Tunn`.
+        let bob = generate_private_key();
+        p.gw.apply(
+            settings(
+                &gw_key,
+                vec![
+                    peer("alice", &lap_key, "172.16.60.2"),
+                    peer("bob", &bob, "172.16.60.3"),
+                ],
+            ),
+            p.now,
+            &mut Wire::default(),
+        );
+        assert_eq!(
+            p.laptop_sends(&ipv4("172.16.60.2", "172.16.4.10", b"x"))
+                .len(),
+            1
+        );
+        let mut queued = Wire::default();
+        p.gw.handle_tun_packet(
+            &ipv4("172.16.4.10", "172.16.60.3", b"for bob"),
+            &mut p.buf,
+            &mut queued,
+        );
+        assert!(queued.udp.is_empty(), "bob has no endpoint yet");
+
+        let cookies = load_gateway(&mut p.gw, &gw_pub, p.now, &mut p.buf);
+        assert!(
+            cookies > 0,
+            "the flood did not put the gateway under load (no cookie replies)"
+        );
+
+        // Forged responses naming alice's and bob's indices (1 and 2 in the
+        // gateway's 24-bit index space), from an address that is neither's.
+        let forger: SocketAddr = "203.0.113.66:4444".parse().unwrap();
+        let mut wire = Wire::default();
+        for idx in [1u32, 2] {
+            for low in 0..4u32 {
+                let r = forged_response(&gw_pub, (idx << 8) | low);
+                p.gw.handle_datagram(p.now, forger, &r, &mut p.buf, &mut wire);
+            }
+        }
+        let st = p.gw.status(p.now, SystemTime::now());
+        let alice = st.peers.iter().find(|x| x.name == "alice").unwrap();
+        let bobst = st.peers.iter().find(|x| x.name == "bob").unwrap();
+        assert_eq!(
+            alice.endpoint,
+            Some(p.laptop.addr),
+            "alice's endpoint moved"
+        );
+        assert_eq!(
+            bobst.endpoint, None,
+            "bob's endpoint was learned from a forgery"
+        );
+        for (dst, d) in &wire.udp {
+            assert_eq!(*dst, forger);
+            assert_eq!(
+                (d.len(), d[0]),
+                (64, 3),
+                "only cookie replies may go to an unauthenticated source"
+            );
+        }
+
+        // LAN -> alice still reaches alice; LAN -> bob goes nowhere.
+        let mut wire = Wire::default();
+        p.gw.handle_tun_packet(
+            &ipv4("172.16.4.10", "172.16.60.2", b"pong"),
+            &mut p.buf,
+            &mut wire,
+        );
+        p.gw.handle_tun_packet(
+            &ipv4("172.16.4.10", "172.16.60.3", b"bob?"),
+            &mut p.buf,
+            &mut wire,
+        );
+        assert_eq!(wire.udp.len(), 1, "{:?}", wire.udp);
+        assert_eq!(wire.udp[0].0, p.laptop.addr);
+        assert!(matches!(
+            p.laptop.tunn.decapsulate(None, &wire.udp[0].1, &mut p.lbuf),
+            TunnResult::WriteToTunnelV4(..)
+        ));
+        // ... and alice -> LAN flows.
+        let out = p.laptop_sends(&ipv4("172.16.60.2", "172.16.4.10", b"still"));
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn cookie_reply_written_by_tunn_itself_proves_nothing() {
+        // The gateway checks a handshake's MACs and load once before `Tunn`
+        // does it again; when the load threshold is crossed between the
+        // two, `Tunn` answers the forged response with a cookie reply
+        // (`WriteToNetwork`), which must not count as authentication.
+        let (mut p, gw_key, _) = pair();
+        let gw_pub = public_key(&gw_key);
+        p.laptop_sends(&ipv4("172.16.60.2", "172.16.4.10", b"x"));
+        let mut wire = Wire::default();
+        // Each forged initiation is counted once (it dies in the DH that
+        // looks for its key); the laptop's handshake was counted twice.
+        let counted = 2;
+        for i in 0..(crate::wg::peers::HANDSHAKE_RATE_LIMIT - counted - 1) {
+            let from = SocketAddr::from(([203, 0, 113, 1 + (i % 200) as u8], 30000));
+            p.gw.handle_datagram(
+                p.now,
+                from,
+                &forged_initiation(&gw_pub, i),
+                &mut p.buf,
+                &mut wire,
+            );
+        }
+        assert_eq!(
+            p.gw.status(p.now, SystemTime::now()).wireguard.cookies_sent,
+            0
+        );
+        let forger: SocketAddr = "203.0.113.250:4444".parse().unwrap();
+        let mut wire = Wire::default();
+        p.gw.handle_datagram(
+            p.now,
+            forger,
+            &forged_response(&gw_pub, 1 << 8),
+            &mut p.buf,
+            &mut wire,
+        );
+        assert_eq!(
+            wire.udp.iter().map(|(a, d)| (*a, d[0])).collect::<Vec<_>>(),
+            vec![(forger, 3)],
+            "Tunn's own cookie reply"
+        );
+        let st = p.gw.status(p.now, SystemTime::now());
+        assert_eq!(st.peers[0].endpoint, Some(p.laptop.addr), "endpoint moved");
+    }
+
+    #[test]
+    fn five_thousand_initiations_from_one_source_in_a_second_cost_at_most_25_dh() {
+        let (mut p, gw_key, _) = pair();
+        let gw_pub = public_key(&gw_key);
+        let t0 = p.now;
+        let flooder: SocketAddr = "192.0.2.77:5000".parse().unwrap();
+        // 1. Without a cookie: boringtun's global check soon answers with
+        //    cookie replies, and the per-source budget bounds the rest.
+        let mut wire = Wire::default();
+        let init = forged_initiation(&gw_pub, 42);
+        for i in 0..5000u64 {
+            let t = t0 + Duration::from_micros(i * 200);
+            p.gw.handle_datagram(t, flooder, &init, &mut p.buf, &mut wire);
+        }
+        let c = p.gw.status(t0, SystemTime::now()).wireguard;
+        assert!(
+            c.rx_handshake_processed <= 25,
+            "{} initiations reached X25519: {c:?}",
+            c.rx_handshake_processed
+        );
+        assert_eq!(
+            c.rx_handshake_processed + c.rx_handshake_limited + c.cookies_sent,
+            5000,
+            "{c:?}"
+        );
+        assert!(c.rx_handshake_limited > 0, "{c:?}");
+
+        // 2. With a valid cookie (mac2) for its own address, which passes
+        //    boringtun's global check every time: the per-source budget
+        //    alone bounds the DH work.
+        let attacker_key = generate_private_key();
+        let mut a = Tunn::new(
+            StaticSecret::from(attacker_key.0),
+            PublicKey::from(gw_pub.0),
+            None,
+            None,
+            99,
+            None,
+        );
+        let mut abuf = vec![0u8; 2048];
+        let first = match a.format_handshake_initiation(&mut abuf, false) {
+            TunnResult::WriteToNetwork(d) => d.to_vec(),
+            other => panic!("{other:?}"),
+        };
+        let second = t0 + Duration::from_secs(2);
+        let mut wire = Wire::default();
+        p.gw.handle_datagram(second, flooder, &first, &mut p.buf, &mut wire);
+        let cookie = wire
+            .udp
+            .iter()
+            .find(|(_, d)| d[0] == 3)
+            .map(|(_, d)| d.clone())
+            .expect("still under load: a cookie reply");
+        assert!(matches!(
+            a.decapsulate(None, &cookie, &mut abuf),
+            TunnResult::Done
+        ));
+        let with_mac2 = match a.format_handshake_initiation(&mut abuf, true) {
+            TunnResult::WriteToNetwork(d) => d.to_vec(),
+            other => panic!("{other:?}"),
+        };
+        let before = p.gw.status(t0, SystemTime::now()).wireguard;
+        let mut wire = Wire::default();
+        for i in 0..5000u64 {
+            let t = second + Duration::from_micros(i * 200);
+            p.gw.handle_datagram(t, flooder, &with_mac2, &mut p.buf, &mut wire);
+        }
+        let c = p.gw.status(t0, SystemTime::now()).wireguard;
+        let processed = c.rx_handshake_processed - before.rx_handshake_processed;
+        assert_eq!(
+            c.cookies_sent, before.cookies_sent,
+            "mac2 is valid: no cookies"
+        );
+        assert!(
+            (5..=26).contains(&processed),
+            "{processed} of 5000 cookie-bearing initiations reached X25519: {c:?}"
+        );
+        assert_eq!(
+            c.rx_handshake_limited - before.rx_handshake_limited,
+            5000 - processed
+        );
+
+        // 3. Another source (alice) still completes a handshake meanwhile,
+        //    under load, after one cookie round trip.
+        p.now = second + Duration::from_millis(500);
+        let out = p.laptop_sends(&ipv4("172.16.60.2", "172.16.4.10", b"in"));
+        assert_eq!(out.len(), 1, "alice could not get through");
+        let st = p.gw.status(p.now, SystemTime::now());
+        assert_eq!(st.peers[0].endpoint, Some(p.laptop.addr));
     }
 }

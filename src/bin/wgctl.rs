@@ -986,9 +986,9 @@ fn status(path: &Path, json: bool) -> Result<()> {
     let w = &st.wireguard;
     let c = &st.counters;
     println!(
-        "  counters: udp rx {} | tun rx {} tx {} | malformed {} unknown-peer {} handshake-refused {} cookies {} | no-route {} remote-unrouted {} | esp tx {} rx {}",
+        "  counters: udp rx {} | tun rx {} tx {} | malformed {} unknown-peer {} handshake-refused {} cookies {} handshake-limited {} | no-route {} remote-unrouted {} | esp tx {} rx {}",
         c.udp_rx, c.tun_rx, c.tun_tx, w.rx_malformed, w.rx_unknown_peer, w.rx_handshake_refused,
-        w.cookies_sent, c.tun_no_route, c.remote_unrouted, c.esp_tx, c.esp_rx
+        w.cookies_sent, w.rx_handshake_limited, c.tun_no_route, c.remote_unrouted, c.esp_tx, c.esp_rx
     );
     Ok(())
 }

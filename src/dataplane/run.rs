@@ -108,20 +108,43 @@ impl Drop for SocketFile {
 }
 
 /// Binds a Unix socket at `path` with mode 0600, refusing when another
-/// process answers there and replacing a stale file otherwise.
+/// process answers there and replacing a stale file otherwise. The socket
+/// is never reachable by another user, not even for an instant (the UAPI
+/// `get` returns key material): see [`bind_private`].
 fn bind_unix(path: &Path) -> Result<(UnixListener, SocketFile), DaemonError> {
+    let (l, guard) = bind_private(path)?;
     let err = |message: String| DaemonError::Socket {
         path: path.to_path_buf(),
         message,
     };
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() && !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(dir)
-                .map_err(|e| err(format!("cannot create directory: {e}")))?;
-        }
+    l.set_nonblocking(true)
+        .map_err(|e| err(format!("cannot make non-blocking: {e}")))?;
+    let l = UnixListener::from_std(l).map_err(|e| err(format!("cannot register: {e}")))?;
+    Ok((l, guard))
+}
+
+/// Binds the socket inside a fresh directory of mode 0700 next to `path`,
+/// sets it to 0600 there, and renames it into place: whatever the umask,
+/// the name `path` only ever designates a socket of mode 0600, and before
+/// the rename nobody but root can traverse to it. (`chmod` after `bind`
+/// would leave a window in which the socket has the umask's mode.)
+fn bind_private(
+    path: &Path,
+) -> Result<(std::os::unix::net::UnixListener, SocketFile), DaemonError> {
+    let err = |message: String| DaemonError::Socket {
+        path: path.to_path_buf(),
+        message,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&dir)
+            .map_err(|e| err(format!("cannot create directory: {e}")))?;
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -131,11 +154,42 @@ fn bind_unix(path: &Path) -> Result<(UnixListener, SocketFile), DaemonError> {
         }
         std::fs::remove_file(path).map_err(|e| err(format!("cannot remove stale socket: {e}")))?;
     }
-    let l = UnixListener::bind(path).map_err(|e| err(format!("cannot bind: {e}")))?;
-    let guard = SocketFile(path.to_path_buf());
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| err(format!("cannot set mode 0600: {e}")))?;
-    Ok((l, guard))
+    let name = path
+        .file_name()
+        .ok_or_else(|| err("not a file name".into()))?;
+    let staging = dir.join(format!(
+        ".{}.{}.bind",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    if staging.symlink_metadata().is_ok() {
+        // Left over by a daemon that died with our PID.
+        std::fs::remove_dir_all(&staging)
+            .map_err(|e| err(format!("cannot remove {}: {e}", staging.display())))?;
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .map_err(|e| err(format!("cannot create {}: {e}", staging.display())))?;
+    let result = bind_in(&staging, path);
+    let _ = std::fs::remove_dir_all(&staging);
+    result.map_err(err)
+}
+
+/// [`bind_private`]'s steps inside the private directory `staging`.
+fn bind_in(
+    staging: &Path,
+    path: &Path,
+) -> Result<(std::os::unix::net::UnixListener, SocketFile), String> {
+    std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("cannot set mode 0700 on {}: {e}", staging.display()))?;
+    let tmp = staging.join("socket");
+    let l =
+        std::os::unix::net::UnixListener::bind(&tmp).map_err(|e| format!("cannot bind: {e}"))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot set mode 0600: {e}"))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot move the socket into place: {e}"))?;
+    Ok((l, SocketFile(path.to_path_buf())))
 }
 
 async fn serve_control(mut stream: UnixStream, tx: mpsc::Sender<Ctl>) {
@@ -425,7 +479,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
                     match r {
                         Ok((len, from)) => {
                             let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
-                            gw.handle_datagram(from, &udp_buf[..len], &mut work, &mut io);
+                            gw.handle_datagram(Instant::now(), from, &udp_buf[..len], &mut work, &mut io);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) => { tracing::debug!(error = %e, "udp recv"); break; }
@@ -549,4 +603,125 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
     }
     tracing::info!("ipieced stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    use std::os::unix::fs::MetadataExt;
+
+    /// Set by [`sockets_appear_only_with_mode_0600_whatever_the_umask`] for
+    /// the child run of [`bind_child`].
+    const CHILD_ENV: &str = "IPIECE_TEST_BIND_CHILD";
+
+    /// Runs only as the child of the test below (under umask 000): binds
+    /// the socket named in the environment and leaves it in place.
+    #[test]
+    fn bind_child() {
+        let Ok(path) = std::env::var(CHILD_ENV) else {
+            return;
+        };
+        let path = PathBuf::from(path);
+        // ... and one in a directory that does not exist yet.
+        let other = path
+            .parent()
+            .unwrap()
+            .with_file_name("new")
+            .join("uapi.sock");
+        for p in [&path, &other] {
+            let (l, guard) = bind_private(p).expect("bind");
+            std::mem::forget(guard);
+            drop(l);
+        }
+    }
+
+    #[test]
+    fn sockets_appear_only_with_mode_0600_whatever_the_umask() {
+        let base = std::env::temp_dir().join(format!("ipiece-sock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir(&base).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = base.join("run");
+        let path = dir.join("control.sock");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let ino = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+        ino.add_watch(
+            &dir,
+            AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ATTRIB,
+        )
+        .unwrap();
+
+        // A child test process under umask 000 (umask is per process: the
+        // other tests of this binary keep theirs).
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("umask 000 && exec \"$0\" --exact dataplane::run::tests::bind_child --nocapture")
+            .arg(&exe)
+            .env(CHILD_ENV, &path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "child: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let meta = std::fs::symlink_metadata(&path).expect("socket in place");
+        assert!(std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()));
+        assert_eq!(meta.mode() & 0o7777, 0o600, "final mode");
+        let dmode = std::fs::metadata(&dir).unwrap().mode() & 0o7777;
+        assert_eq!(
+            dmode & 0o022,
+            0,
+            "parent {} is writable by others: {dmode:o}",
+            dir.display()
+        );
+
+        let events = ino.read_events().unwrap_or_default();
+        let name = std::ffi::OsStr::new("control.sock");
+        let about: Vec<_> = events
+            .iter()
+            .filter(|e| e.name.as_deref() == Some(name))
+            .map(|e| e.mask)
+            .collect();
+        assert!(
+            about.iter().all(|m| !m.contains(AddWatchFlags::IN_CREATE)),
+            "the socket was created in place (with the umask's mode until a chmod): {about:?}"
+        );
+        assert!(
+            about.iter().all(|m| !m.contains(AddWatchFlags::IN_ATTRIB)),
+            "the socket's mode was changed after it appeared: {about:?}"
+        );
+        assert!(
+            about.iter().any(|m| m.contains(AddWatchFlags::IN_MOVED_TO)),
+            "the socket never appeared: {events:?}"
+        );
+        // What else appeared in the directory meanwhile: only the private
+        // staging directory, gone again.
+        for e in &events {
+            if e.name.as_deref() != Some(name) {
+                assert!(e.mask.contains(AddWatchFlags::IN_ISDIR), "{e:?}");
+            }
+        }
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+
+        // The directory the child had to create is not writable by others
+        // either, and its socket is 0600 too.
+        let other = base.join("new").join("uapi.sock");
+        assert_eq!(std::fs::metadata(&other).unwrap().mode() & 0o7777, 0o600);
+        let omode = std::fs::metadata(base.join("new")).unwrap().mode() & 0o7777;
+        assert_eq!(omode & 0o022, 0, "created parent has mode {omode:o}");
+
+        // Nobody listens on the child's socket any more: a new bind replaces
+        // it, again 0600, and the guard removes it.
+        let (_l, guard) = bind_private(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o7777, 0o600);
+        drop(guard);
+        assert!(!path.exists(), "the guard removes the socket");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }

@@ -11,12 +11,23 @@
 //!    (WireGuard whitepaper, section 2, "cryptokey routing");
 //! 5. queued packets flushed after a handshake (`decapsulate(None, &[])`
 //!    until `Done`);
-//! 6. the endpoint follows every authenticated datagram (roaming, whitepaper
-//!    section 2.1);
+//! 6. the endpoint follows authenticated datagrams only (roaming, whitepaper
+//!    section 2.1): data that decrypted (an IP packet or a keepalive), an
+//!    initiation that passed authentication and got our response, a response
+//!    that completed our handshake. A cookie reply (message type 3), whether
+//!    boringtun's rate limiter wrote it for any mac1-valid message under load
+//!    or a peer sent it, proves nothing: mac1 needs only our public key. No
+//!    roaming and no flushing of queued packets towards such a source
+//!    ([`Proof`]);
 //! 7. buffers of at least `len + 32` and 148 bytes.
+//!
+//! Before any X25519 work a handshake message must pass boringtun's MAC and
+//! load check (mac1, and mac2 under load, else a cookie reply) and the
+//! per-source budget of [`HandshakeLimiter`] (whitepaper section 5.3).
 
 use crate::config::Key;
 use crate::gateway::{Io, UdpPort};
+use crate::wg::ratelimit::{HandshakeLimiter, Verdict};
 use crate::wg::AllowedIps;
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
@@ -33,7 +44,7 @@ use std::time::{Duration, Instant, SystemTime};
 /// Handshake initiations per second before the gateway demands cookies
 /// (boringtun's device uses the same order of magnitude). Initiations are
 /// counted twice (once here to find the peer, once inside `Tunn`).
-const HANDSHAKE_RATE_LIMIT: u64 = 200;
+pub(crate) const HANDSHAKE_RATE_LIMIT: u64 = 200;
 
 /// Smallest buffer `Tunn` accepts for handshake messages.
 pub const MIN_BUF: usize = 148;
@@ -87,6 +98,7 @@ pub struct PeerCounters {
 
 /// Gateway-wide WireGuard counters.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct WgCounters {
     /// Datagrams that did not parse as WireGuard messages.
     pub rx_malformed: u64,
@@ -96,6 +108,12 @@ pub struct WgCounters {
     pub rx_handshake_refused: u64,
     /// Cookie replies sent because the gateway was under load.
     pub cookies_sent: u64,
+    /// Handshake messages dropped because their source (an IPv4 address or
+    /// an IPv6 /64) exceeded its budget of 20 a second with a burst of 5.
+    pub rx_handshake_limited: u64,
+    /// Handshake messages that passed the MAC, load and per-source checks
+    /// and were handed to the noise layer (each costs X25519 work).
+    pub rx_handshake_processed: u64,
 }
 
 /// One peer's state for `wgctl status` and the WireGuard UAPI.
@@ -155,6 +173,7 @@ pub struct PeerTable {
     private: StaticSecret,
     public: PublicKey,
     rate_limiter: Arc<RateLimiter>,
+    limiter: HandshakeLimiter,
     peers: HashMap<u32, Peer>,
     by_key: HashMap<[u8; 32], u32>,
     allowed: AllowedIps<u32>,
@@ -190,6 +209,7 @@ impl PeerTable {
         let public = PublicKey::from(&private);
         PeerTable {
             rate_limiter: Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT)),
+            limiter: HandshakeLimiter::new(),
             private,
             public,
             peers: HashMap::new(),
@@ -324,14 +344,15 @@ impl PeerTable {
         report
     }
 
-    /// Handles one UDP datagram from `from`. Handshake replies and flushed
-    /// packets go out through `io`; a decrypted IP packet is left at the
-    /// start of `buf` and its length returned, once its source has been
+    /// Handles one UDP datagram from `from` at `now`. Handshake replies and
+    /// flushed packets go out through `io`; a decrypted IP packet is left at
+    /// the start of `buf` and its length returned, once its source has been
     /// checked against the sender's allowed IPs.
     ///
     /// `buf` must hold at least `data.len() + 32` and [`MIN_BUF`] bytes.
     pub fn handle_datagram(
         &mut self,
+        now: Instant,
         from: SocketAddr,
         data: &[u8],
         buf: &mut [u8],
@@ -344,25 +365,14 @@ impl PeerTable {
                 return None;
             }
         };
+        let kind = Kind::of(&packet);
         let index = match packet {
             Packet::HandshakeInit(ref init) => {
-                // MAC1 and load check first, then the (costly) DH to learn
-                // who is calling; an unknown key is dropped silently.
-                match self
-                    .rate_limiter
-                    .verify_packet(Some(from.ip()), data, &mut self.cookie_buf)
-                {
-                    Ok(_) => {}
-                    Err(TunnResult::WriteToNetwork(cookie)) => {
-                        self.counters.cookies_sent += 1;
-                        io.send_udp(UdpPort::WireGuard, from, cookie);
-                        return None;
-                    }
-                    Err(_) => {
-                        self.counters.rx_handshake_refused += 1;
-                        return None;
-                    }
+                if !self.admit_handshake(now, from, data, io) {
+                    return None;
                 }
+                // The DH that tells who is calling; an unknown key is
+                // dropped silently.
                 match parse_handshake_anon(&self.private, &self.public, init) {
                     Ok(half) => match self.by_key.get(&half.peer_static_public) {
                         Some(i) => *i,
@@ -378,7 +388,12 @@ impl PeerTable {
                     }
                 }
             }
-            Packet::HandshakeResponse(ref r) => r.receiver_idx >> 8,
+            Packet::HandshakeResponse(ref r) => {
+                if !self.admit_handshake(now, from, data, io) {
+                    return None;
+                }
+                r.receiver_idx >> 8
+            }
             Packet::PacketCookieReply(ref c) => c.receiver_idx >> 8,
             Packet::PacketData(ref d) => d.receiver_idx >> 8,
         };
@@ -387,38 +402,34 @@ impl PeerTable {
             return None;
         };
         let result = peer.tunn.decapsulate(Some(from.ip()), data, buf);
-        if !matches!(result, TunnResult::Err(_)) {
+        let proof = Proof::of(kind, &result);
+        if proof == Proof::Authenticated {
             peer.counters.rx_wire_bytes += data.len() as u64;
+            peer.roam(from);
         }
         match result {
-            TunnResult::Done => {
-                peer.roam(from);
-                None
-            }
+            TunnResult::Done => None,
             TunnResult::Err(e) => {
                 peer.counters.rx_invalid += 1;
                 tracing::debug!(peer = %peer.settings.name, %from, error = %wg_err(&e), "datagram refused");
                 None
             }
+            TunnResult::WriteToNetwork(reply) if proof == Proof::Unauthenticated => {
+                // A cookie reply from the noise layer's own load check: it
+                // goes to the source (that is its purpose), which proved
+                // nothing: no roaming, no flush.
+                self.counters.cookies_sent += 1;
+                io.send_udp(UdpPort::WireGuard, from, reply);
+                None
+            }
             TunnResult::WriteToNetwork(reply) => {
-                peer.roam(from);
                 peer.counters.tx_wire_bytes += reply.len() as u64;
                 io.send_udp(UdpPort::WireGuard, from, reply);
-                // Flush what was queued while the handshake was pending.
-                for _ in 0..1024 {
-                    match peer.tunn.decapsulate(None, &[], buf) {
-                        TunnResult::WriteToNetwork(p) => {
-                            peer.counters.tx_wire_bytes += p.len() as u64;
-                            io.send_udp(UdpPort::WireGuard, from, p)
-                        }
-                        _ => break,
-                    }
-                }
+                peer.flush_queue(from, buf, io);
                 None
             }
             TunnResult::WriteToTunnelV4(p, src) => {
                 let len = p.len();
-                peer.roam(from);
                 if self.allowed.lookup(IpAddr::V4(src)) == Some(&index) {
                     Some(len)
                 } else {
@@ -429,13 +440,51 @@ impl PeerTable {
             }
             TunnResult::WriteToTunnelV6(p, src) => {
                 let len = p.len();
-                peer.roam(from);
                 if self.allowed.lookup(IpAddr::V6(src)) == Some(&index) {
                     Some(len)
                 } else {
                     peer.counters.rx_not_allowed += 1;
                     None
                 }
+            }
+        }
+    }
+
+    /// The checks a handshake message (initiation or response) passes
+    /// before any X25519 work: mac1, under load mac2 or else a cookie reply
+    /// to the source (boringtun's `RateLimiter`), then the source's budget
+    /// (whitepaper 5.3; [`HandshakeLimiter`]). Returns whether to go on.
+    fn admit_handshake(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &[u8],
+        io: &mut impl Io,
+    ) -> bool {
+        match self
+            .rate_limiter
+            .verify_packet(Some(from.ip()), data, &mut self.cookie_buf)
+        {
+            Ok(_) => {}
+            Err(TunnResult::WriteToNetwork(cookie)) => {
+                self.counters.cookies_sent += 1;
+                io.send_udp(UdpPort::WireGuard, from, cookie);
+                return false;
+            }
+            Err(_) => {
+                self.counters.rx_handshake_refused += 1;
+                return false;
+            }
+        }
+        match self.limiter.allow(now, from.ip()) {
+            Verdict::Allow => {
+                self.counters.rx_handshake_processed += 1;
+                true
+            }
+            Verdict::Limited | Verdict::TableFull => {
+                self.counters.rx_handshake_limited += 1;
+                tracing::trace!(%from, "handshake over the source's budget, dropped");
+                false
             }
         }
     }
@@ -477,14 +526,15 @@ impl PeerTable {
         true
     }
 
-    /// Runs the timers of every peer (call every 100-250 ms) and resets the
-    /// rate limiter once a second.
+    /// Runs the timers of every peer (call every 100-250 ms), resets the
+    /// rate limiter and collects the per-source table once a second.
     pub fn tick(&mut self, now: Instant, wall: SystemTime, buf: &mut [u8], io: &mut impl Io) {
         if self
             .last_rate_reset
             .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
         {
             self.rate_limiter.reset_count();
+            self.limiter.gc(now);
             self.last_rate_reset = Some(now);
         }
         for peer in self.peers.values_mut() {
@@ -515,7 +565,101 @@ impl PeerTable {
     }
 }
 
+/// The WireGuard message types (whitepaper section 5.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Type 1, handshake initiation.
+    Initiation,
+    /// Type 2, handshake response.
+    Response,
+    /// Type 3, cookie reply.
+    CookieReply,
+    /// Type 4, transport data (a keepalive when empty).
+    Data,
+}
+
+impl Kind {
+    /// The kind of a parsed datagram.
+    pub fn of(p: &Packet<'_>) -> Kind {
+        match p {
+            Packet::HandshakeInit(_) => Kind::Initiation,
+            Packet::HandshakeResponse(_) => Kind::Response,
+            Packet::PacketCookieReply(_) => Kind::CookieReply,
+            Packet::PacketData(_) => Kind::Data,
+        }
+    }
+
+    /// The kind of a datagram `Tunn` wrote, by its type field.
+    pub fn of_wire(d: &[u8]) -> Option<Kind> {
+        match d.first() {
+            Some(1) => Some(Kind::Initiation),
+            Some(2) => Some(Kind::Response),
+            Some(3) => Some(Kind::CookieReply),
+            Some(4) => Some(Kind::Data),
+            _ => None,
+        }
+    }
+}
+
+/// What the result of `Tunn::decapsulate` on a datagram of a given kind
+/// proves about its source (STYLE.md, embedder duty 6; wireguard-go calls
+/// `SetEndpointFromPacket` at the same three places).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// The sender holds the session keys or the peer's static key: the
+    /// endpoint follows it and queued packets may be flushed to it.
+    Authenticated,
+    /// Nothing was proved (refused, a cookie reply either way): the
+    /// endpoint stays.
+    Unauthenticated,
+}
+
+impl Proof {
+    /// Classifies `result`, the outcome of decapsulating a `kind` datagram:
+    /// - data: an IP packet or a keepalive (`Done`) decrypted and passed
+    ///   the replay window;
+    /// - initiation: `Tunn` answered with a handshake response (type 2), so
+    ///   the static key, the timestamp and the MACs checked out; a cookie
+    ///   reply (type 3) means boringtun's limiter answered before anything
+    ///   was authenticated;
+    /// - response: `Tunn` completed our handshake and wrote its keepalive
+    ///   (type 4); a cookie reply again proves nothing;
+    /// - cookie reply: never (it only carries a cookie for the next try).
+    pub fn of(kind: Kind, result: &TunnResult<'_>) -> Proof {
+        let ok = match (kind, result) {
+            (_, TunnResult::Err(_)) => false,
+            (Kind::Data, TunnResult::Done)
+            | (Kind::Data, TunnResult::WriteToTunnelV4(..))
+            | (Kind::Data, TunnResult::WriteToTunnelV6(..)) => true,
+            (Kind::Initiation, TunnResult::WriteToNetwork(r)) => {
+                Kind::of_wire(r) == Some(Kind::Response)
+            }
+            (Kind::Response, TunnResult::WriteToNetwork(r)) => Kind::of_wire(r) == Some(Kind::Data),
+            _ => false,
+        };
+        if ok {
+            Proof::Authenticated
+        } else {
+            Proof::Unauthenticated
+        }
+    }
+}
+
 impl Peer {
+    /// Sends what `Tunn` queued while the handshake was pending, to the
+    /// endpoint that just authenticated.
+    fn flush_queue(&mut self, to: SocketAddr, buf: &mut [u8], io: &mut impl Io) {
+        for _ in 0..1024 {
+            match self.tunn.decapsulate(None, &[], buf) {
+                TunnResult::WriteToNetwork(p) => {
+                    self.counters.tx_wire_bytes += p.len() as u64;
+                    io.send_udp(UdpPort::WireGuard, to, p)
+                }
+                _ => break,
+            }
+        }
+    }
+
     fn roam(&mut self, from: SocketAddr) {
         if self.endpoint != Some(from) {
             if let Some(old) = self.endpoint {
@@ -572,6 +716,63 @@ impl Peer {
             loss,
             rtt_ms: rtt,
             counters: self.counters,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(kind: u8) -> Vec<u8> {
+        let mut d = vec![0u8; 64];
+        d[0] = kind;
+        d
+    }
+
+    #[test]
+    fn only_authenticating_results_prove_the_source() {
+        use Proof::*;
+        let mut buf = [0u8; 40];
+        let cases: Vec<(Kind, u8, Proof)> = vec![
+            // Tunn's answer to an initiation: a response (authenticated) or
+            // its rate limiter's cookie reply (not).
+            (Kind::Initiation, 2, Authenticated),
+            (Kind::Initiation, 3, Unauthenticated),
+            // ... to a response: its keepalive, or a cookie reply.
+            (Kind::Response, 4, Authenticated),
+            (Kind::Response, 3, Unauthenticated),
+            // Nothing else writes to the network legitimately.
+            (Kind::Data, 4, Unauthenticated),
+            (Kind::CookieReply, 4, Unauthenticated),
+        ];
+        for (kind, t, want) in cases {
+            let mut d = wire(t);
+            assert_eq!(
+                Proof::of(kind, &TunnResult::WriteToNetwork(&mut d)),
+                want,
+                "{kind:?} -> type {t}"
+            );
+        }
+        assert_eq!(Proof::of(Kind::Data, &TunnResult::Done), Authenticated);
+        assert_eq!(
+            Proof::of(Kind::CookieReply, &TunnResult::Done),
+            Unauthenticated
+        );
+        assert_eq!(
+            Proof::of(Kind::Initiation, &TunnResult::Done),
+            Unauthenticated
+        );
+        let v4 = TunnResult::WriteToTunnelV4(&mut buf[..20], [10, 0, 0, 1].into());
+        assert_eq!(Proof::of(Kind::Data, &v4), Authenticated);
+        for kind in [
+            Kind::Initiation,
+            Kind::Response,
+            Kind::CookieReply,
+            Kind::Data,
+        ] {
+            let e = TunnResult::Err(WireGuardError::InvalidMac);
+            assert_eq!(Proof::of(kind, &e), Unauthenticated);
         }
     }
 }
