@@ -41,9 +41,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// Handshake initiations per second before the gateway demands cookies
-/// (boringtun's device uses the same order of magnitude). Initiations are
-/// counted twice (once here to find the peer, once inside `Tunn`).
+/// Handshake messages per second before the gateway demands cookies
+/// (boringtun's device uses the same order of magnitude). A message that
+/// reaches a `Tunn` is counted twice (once in `admit_handshake`, once inside
+/// `Tunn`), so this is about 100 initiations a second.
 pub(crate) const HANDSHAKE_RATE_LIMIT: u64 = 200;
 
 /// Smallest buffer `Tunn` accepts for handshake messages.

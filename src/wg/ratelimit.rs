@@ -11,6 +11,15 @@
 //! Diffie-Hellman. IPv6 sources share one bucket per /64 (a host usually
 //! owns a whole /64), as the kernel does.
 //!
+//! Where it applies: to every handshake initiation and response that passed
+//! boringtun's mac1 and load check, whether or not the gateway is under
+//! load. wireguard-go and the kernel consult their limiter only under load
+//! (and then only for messages with a valid mac2); here boringtun's load
+//! state is global and cannot be read from outside, and one thread does all
+//! the work, so the budget always applies. The price: a host that spoofs a
+//! laptop's address at more than 20 mac1-valid handshakes a second delays
+//! that laptop's handshakes (README, "Security model").
+//!
 //! Sans-IO: the caller passes `now`. Memory is bounded: at most
 //! [`MAX_ENTRIES`] sources are tracked; entries idle for longer than
 //! [`GC_AFTER`] are garbage-collected by [`HandshakeLimiter::gc`] (call it
