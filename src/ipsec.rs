@@ -2059,4 +2059,117 @@ mod tests {
         assert!(b1.children.is_empty(), "B1 took the Delete: {b1:#?}");
         assert_eq!(b1.state, TunnelState::Down);
     }
+    mod forged_ike {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// An off-path forger's IKE_SA_INIT from B1's address.
+            Forge,
+            /// An on-path forger that returns cookies.
+            OnPath,
+            /// Arbitrary bytes from B1's address, optionally with the SPIs
+            /// of A's SA in the header.
+            Raw {
+                bytes: Vec<u8>,
+                own_spis: bool,
+                natt: bool,
+            },
+            /// Time passes, the genuine peers talk.
+            Wait(u64),
+            /// The operator takes the tunnel down and up again: A
+            /// initiates anew at its next tick, maybe after a forged
+            /// IKE_SA_INIT arrived.
+            DownUp { forge_first: bool },
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                Just(Op::Forge),
+                Just(Op::OnPath),
+                (
+                    proptest::collection::vec(any::<u8>(), 0..120),
+                    any::<bool>(),
+                    any::<bool>()
+                )
+                    .prop_map(|(bytes, own_spis, natt)| Op::Raw {
+                        bytes,
+                        own_spis,
+                        natt
+                    }),
+                (0u64..2000).prop_map(Op::Wait),
+                any::<bool>().prop_map(|forge_first| Op::DownUp { forge_first }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(32))]
+            /// Whatever unauthenticated IKE arrives from the peer's address,
+            /// the half-open table stays bounded, the running SA is never
+            /// replaced, and the tunnel is up once the forger stops.
+            #[test]
+            fn forged_ike_never_replaces_the_sa_nor_keeps_the_tunnel_down(
+                ops in proptest::collection::vec(op(), 1..20),
+            ) {
+                let mut n = Net::single();
+                n.run(20, Duration::from_millis(50), Wire::default());
+                prop_assert_eq!(n.state("t1"), TunnelState::Up);
+                let mut spis = n.a.status(n.now)[0].ike_spis.clone();
+                for op in ops {
+                    match op {
+                        Op::Forge => {
+                            let w = n.forge_init(B1);
+                            n.run(1, Duration::from_millis(100), w);
+                        }
+                        Op::OnPath => {
+                            on_path_forger(&mut n);
+                        }
+                        Op::Raw { mut bytes, own_spis, natt } => {
+                            if own_spis && bytes.len() >= 16 {
+                                if let Some(ike) = n.a.tunnels[0].ike.as_ref() {
+                                    bytes[..8].copy_from_slice(&ike.spi_i().to_be_bytes());
+                                    bytes[8..16].copy_from_slice(&ike.spi_r().to_be_bytes());
+                                }
+                            }
+                            let port = if natt { natt::NATT_PORT } else { natt::IKE_PORT };
+                            let mut w = Wire::default();
+                            n.a.handle_ike(
+                                n.now,
+                                SocketAddr::new(IpAddr::V4(A), port),
+                                SocketAddr::new(IpAddr::V4(B1), port),
+                                &bytes,
+                                &mut w,
+                            );
+                            n.run(1, Duration::from_millis(10), w);
+                        }
+                        Op::Wait(ms) => n.run(1, Duration::from_millis(ms), Wire::default()),
+                        Op::DownUp { forge_first } => {
+                            let mut w = Wire::default();
+                            n.a.down("t1", n.now, &mut w).unwrap();
+                            n.a.up("t1", n.now).unwrap();
+                            if forge_first {
+                                w.out.extend(n.forge_init(B1).out);
+                            }
+                            n.run(1, Duration::from_millis(10), w);
+                            spis = None;
+                        }
+                    }
+                    prop_assert!(n.a.tunnels[0].half_open.len() <= HALF_OPEN_MAX);
+                    let st = &n.a.status(n.now)[0];
+                    if spis.is_none() && st.state == TunnelState::Up {
+                        spis = st.ike_spis.clone();
+                    }
+                    if spis.is_some() {
+                        prop_assert_eq!(&st.ike_spis, &spis, "the SA was replaced");
+                    }
+                }
+                n.run(30, Duration::from_millis(100), Wire::default());
+                prop_assert_eq!(n.state("t1"), TunnelState::Up);
+                if spis.is_some() {
+                    prop_assert_eq!(&n.a.status(n.now)[0].ike_spis, &spis);
+                }
+            }
+        }
+    }
 }
