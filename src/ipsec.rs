@@ -2059,6 +2059,39 @@ mod tests {
         assert!(b1.children.is_empty(), "B1 took the Delete: {b1:#?}");
         assert_eq!(b1.state, TunnelState::Down);
     }
+    #[test]
+    fn a_reload_that_restarts_a_tunnel_sends_the_delete_even_with_a_request_outstanding() {
+        let mut n = Net::single();
+        n.run(20, Duration::from_millis(50), Wire::default());
+        let mut lost = Wire::default();
+        n.a.rekey("t1", n.now, &mut lost).unwrap();
+        assert_eq!(lost.out.len(), 1);
+        // Changed settings: the tunnel is deleted and started again.
+        let mut changed = settings("t1", A, B1, 50, true);
+        changed.source = "t1, changed".into();
+        let mut w = Wire::default();
+        let (started, removed) = n.a.apply(vec![changed], n.now, &mut w);
+        assert_eq!((started, removed), (vec!["t1".to_string()], vec![]));
+        assert!(!w.out.is_empty(), "a Delete goes out");
+        for (port, dst, mut d) in w.out {
+            let from = SocketAddr::new(IpAddr::V4(A), dst.port());
+            Net::deliver(
+                &mut n.b[0].1,
+                n.now,
+                from,
+                dst,
+                port,
+                &mut d,
+                &mut Wire::default(),
+            );
+        }
+        let b1 = &n.b[0].1.status(n.now)[0];
+        assert_eq!(b1.state, TunnelState::Down, "B1 took the Delete");
+        assert!(b1.children.is_empty());
+        n.run(20, Duration::from_millis(50), Wire::default());
+        assert_eq!(n.state("t1"), TunnelState::Up);
+    }
+
     mod forged_ike {
         use super::*;
         use proptest::prelude::*;
