@@ -5,13 +5,25 @@
 //! - outbound, a packet for a remote prefix goes to the healthy tunnel with
 //!   the best (lowest) priority that has an installed CHILD SA, sealed with
 //!   its newest SA (make-before-break: after a rekey the new SA sends at
-//!   once, the old one keeps receiving until it is deleted);
+//!   once, the old one keeps receiving until it is deleted), among those
+//!   whose CHILD SA's selectors cover it (source in the local, destination
+//!   in the remote selectors, protocol and ports where they name them: RFC
+//!   7296 2.9);
 //! - inbound, ESP is accepted on every tunnel (AWS may answer on either,
-//!   reference/aws-vpn.md), by SPI, and the inner source must lie inside
-//!   the SA's remote traffic selectors (RFC 4301 5.2, "verify that the
-//!   packet ... is consistent with the selectors");
+//!   reference/aws-vpn.md), by SPI; dummy packets (next header 59, RFC 4303
+//!   2.6) and anything but IPv4/IPv6 inside are discarded, and the inner
+//!   packet must match the SA's selectors in full: source in the remote,
+//!   destination in the local ones, protocol and ports (RFC 4301 5.2,
+//!   "verify that the packet ... is consistent with the selectors");
 //! - a tunnel whose IKE SA closes is brought up again with backoff when it
-//!   starts as initiator; with `start_action = "wait"` the peer does it.
+//!   starts as initiator; with `start_action = "wait"` the peer does it;
+//! - an IKE_SA_INIT from a tunnel's peer address starts a half-open
+//!   responder SA kept beside the tunnel's own SA, keyed by its SPIi and
+//!   bounded in number: it replaces the tunnel's SA only once it
+//!   authenticated, so a forged one never stops our own initiation nor cuts
+//!   a running SA. While a tunnel has a half-open SA, further IKE_SA_INITs
+//!   must carry a cookie (RFC 7296 2.6), and the Diffie-Hellman work done
+//!   for responders has a budget per second.
 //!
 //! ESP always travels in UDP on port 4500 (RFC 3948): a userspace data
 //! plane cannot send raw IP protocol 50 without a raw socket.
@@ -19,7 +31,9 @@
 use crate::esp::{ChildCounters, ChildSa, EspError};
 use crate::gateway::{Io, UdpPort};
 use crate::ike::proposal::EspSuite;
-use crate::ike::{ChildSaParams, CloseReason, Event, IkeConfig, IkeSa, IkeState, Transmit};
+use crate::ike::{
+    ChildSaParams, CloseReason, CookieCheck, CookieJar, Event, IkeConfig, IkeSa, IkeState, Transmit,
+};
 use crate::wire::{natt, ExchangeType, HeaderRepr, IkePacket, TrafficSelector};
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
@@ -39,6 +53,14 @@ const OLD_SA_GRACE: Duration = Duration::from_secs(30);
 /// An established IKE SA left without any CHILD SA (the peer deleted it, or
 /// it expired) for this long is restarted by the initiating side.
 const CHILDLESS_RESTART: Duration = Duration::from_secs(10);
+/// Half-open responder SAs one tunnel keeps at most; a new one pushes the
+/// oldest out.
+pub const HALF_OPEN_MAX: usize = 4;
+/// Responder IKE_SA_INITs (each a Diffie-Hellman computation) accepted per
+/// second over all tunnels, and the burst allowed.
+pub const DH_PER_SEC: u32 = 10;
+/// How often the cookie secret changes (RFC 7296 2.6: "frequently").
+const COOKIE_ROTATION: Duration = Duration::from_secs(300);
 
 /// One tunnel's settings, resolved from the config and its PSK file.
 #[derive(Debug, Clone)]
@@ -131,6 +153,7 @@ pub struct TunnelStatus {
 struct Child {
     sa: ChildSa,
     suite: EspSuite,
+    local_ts: Vec<TrafficSelector>,
     remote_ts: Vec<TrafficSelector>,
     remote: SocketAddr,
     installed: Instant,
@@ -142,12 +165,14 @@ struct Child {
 
 struct Tunnel {
     s: TunnelSettings,
+    /// The tunnel's IKE SA: our own initiation, or an authenticated one.
     ike: Option<IkeSa>,
-    /// A responder SA the peer started while `ike` exists (it rebooted, or
-    /// restarts the tunnel). It replaces `ike` only once authenticated, so
-    /// that a forged IKE_SA_INIT from the peer's address cannot cut the
-    /// tunnel.
-    pending: Option<IkeSa>,
+    /// Responder SAs the peer started (it rebooted, restarts the tunnel, or
+    /// waits for nobody), oldest first, told apart by their SPIi; at most
+    /// [`HALF_OPEN_MAX`]. One replaces `ike` only once authenticated, so
+    /// that a forged IKE_SA_INIT from the peer's address can neither cut
+    /// the tunnel nor hold up our own initiation.
+    half_open: Vec<IkeSa>,
     children: Vec<Child>,
     admin_down: bool,
     next_attempt: Option<Instant>,
@@ -174,15 +199,58 @@ pub enum SealOutcome {
     Dropped,
 }
 
+/// A token bucket for the Diffie-Hellman work of responders.
+struct DhBudget {
+    tokens: u32,
+    refilled_at: Instant,
+}
+
+impl DhBudget {
+    fn new(now: Instant) -> DhBudget {
+        DhBudget {
+            tokens: DH_PER_SEC,
+            refilled_at: now,
+        }
+    }
+
+    /// Takes one token if there is one, refilling [`DH_PER_SEC`] per second.
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled_at);
+        let new = (elapsed.as_millis() * u128::from(DH_PER_SEC) / 1000) as u64;
+        if new > 0 {
+            self.tokens = (u64::from(self.tokens) + new).min(u64::from(DH_PER_SEC)) as u32;
+            self.refilled_at = now;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
 /// The IPsec tunnels.
 pub struct Tunnels {
     tunnels: Vec<Tunnel>,
     by_spi: HashMap<u32, usize>,
     scratch: Vec<u8>,
+    cookies: CookieJar,
+    cookies_rotate_at: Instant,
+    dh_budget: DhBudget,
     /// ESP datagrams for no known SPI.
     pub unknown_spi: u64,
     /// Inner packets outside the SA's traffic selectors.
     pub ts_violations: u64,
+    /// ESP dummy packets (next header 59) discarded.
+    pub esp_dummy: u64,
+    /// ESP packets with another next header than IPv4 or IPv6 inside (or
+    /// an inner packet of the other version) discarded.
+    pub esp_bad_next_header: u64,
+    /// IKE_SA_INIT requests answered with a cookie demand (RFC 7296 2.6).
+    pub ike_cookies_demanded: u64,
+    /// IKE_SA_INIT requests dropped because the Diffie-Hellman budget was
+    /// spent.
+    pub ike_init_over_budget: u64,
 }
 
 fn add(a: &mut ChildCounters, b: &ChildCounters) {
@@ -197,25 +265,197 @@ fn add(a: &mut ChildCounters, b: &ChildCounters) {
 
 /// Whether `addr` lies in one of the selectors' address ranges.
 pub fn ts_contains(ts: &[TrafficSelector], addr: IpAddr) -> bool {
-    ts.iter().any(|t| match (t, addr) {
+    ts.iter().any(|t| ts_range_contains(t, addr))
+}
+
+fn ts_range_contains(t: &TrafficSelector, addr: IpAddr) -> bool {
+    match (t, addr) {
         (TrafficSelector::Ipv4 { start, end, .. }, IpAddr::V4(a)) => *start <= a && a <= *end,
         (TrafficSelector::Ipv6 { start, end, .. }, IpAddr::V6(a)) => *start <= a && a <= *end,
         _ => false,
-    })
+    }
 }
 
-/// The source address of an IP packet.
-fn src_address(packet: &[u8]) -> Option<IpAddr> {
-    match packet.first()? >> 4 {
-        4 if packet.len() >= 20 => {
-            let b: [u8; 4] = packet[12..16].try_into().ok()?;
-            Some(IpAddr::from(b))
+/// What the selectors look at in an IP packet (RFC 4301 4.4.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// The upper-layer protocol (after IPv6 extension headers).
+    pub protocol: u8,
+    /// Source and destination port for TCP, UDP, SCTP and UDP-Lite; the
+    /// ICMP type and code as one 16-bit number for ICMP and ICMPv6 (RFC
+    /// 7296 3.13.1), twice; `None` for a non-first fragment, a truncated
+    /// header or a protocol without ports ("OPAQUE", RFC 4301 4.4.1.1).
+    pub ports: Option<(u16, u16)>,
+}
+
+impl Flow {
+    /// The flow of an IPv4 or IPv6 packet; `None` when its header does not
+    /// parse.
+    pub fn of(packet: &[u8]) -> Option<Flow> {
+        match packet.first()? >> 4 {
+            4 => Self::of_ipv4(packet),
+            6 => Self::of_ipv6(packet),
+            _ => None,
         }
-        6 if packet.len() >= 40 => {
-            let b: [u8; 16] = packet[8..24].try_into().ok()?;
-            Some(IpAddr::from(b))
+    }
+
+    fn of_ipv4(p: &[u8]) -> Option<Flow> {
+        let ihl = usize::from(p.first()? & 0x0f) * 4;
+        if ihl < 20 || p.len() < ihl {
+            return None;
+        }
+        let src: [u8; 4] = p[12..16].try_into().ok()?;
+        let dst: [u8; 4] = p[16..20].try_into().ok()?;
+        let protocol = p[9];
+        let first_fragment = u16::from_be_bytes([p[6], p[7]]) & 0x1fff == 0;
+        let ports = first_fragment
+            .then(|| upper_ports(protocol, &p[ihl..]))
+            .flatten();
+        Some(Flow {
+            src: IpAddr::from(src),
+            dst: IpAddr::from(dst),
+            protocol,
+            ports,
+        })
+    }
+
+    fn of_ipv6(p: &[u8]) -> Option<Flow> {
+        if p.len() < 40 {
+            return None;
+        }
+        let src: [u8; 16] = p[8..24].try_into().ok()?;
+        let dst: [u8; 16] = p[24..40].try_into().ok()?;
+        let mut next = p[6];
+        let mut at = 40;
+        let mut first_fragment = true;
+        // Hop-by-hop, routing, fragment and destination options headers
+        // (RFC 8200 4), a bounded walk.
+        for _ in 0..8 {
+            match next {
+                0 | 43 | 60 => {
+                    let h = p.get(at..at + 2)?;
+                    next = h[0];
+                    at += (usize::from(h[1]) + 1) * 8;
+                }
+                44 => {
+                    let h = p.get(at..at + 8)?;
+                    next = h[0];
+                    first_fragment &= u16::from_be_bytes([h[2], h[3]]) & 0xfff8 == 0;
+                    at += 8;
+                }
+                _ => break,
+            }
+        }
+        let ports = if first_fragment {
+            p.get(at..).and_then(|l4| upper_ports(next, l4))
+        } else {
+            None
+        };
+        Some(Flow {
+            src: IpAddr::from(src),
+            dst: IpAddr::from(dst),
+            protocol: next,
+            ports,
+        })
+    }
+}
+
+/// Source and destination port of an upper-layer header, or the ICMP
+/// type and code (RFC 7296 3.13.1: "treated as a single 16-bit integer ...
+/// port number").
+fn upper_ports(protocol: u8, l4: &[u8]) -> Option<(u16, u16)> {
+    match protocol {
+        // TCP, UDP, SCTP, UDP-Lite.
+        6 | 17 | 132 | 136 => {
+            let h = l4.get(..4)?;
+            Some((
+                u16::from_be_bytes([h[0], h[1]]),
+                u16::from_be_bytes([h[2], h[3]]),
+            ))
+        }
+        // ICMP, ICMPv6.
+        1 | 58 => {
+            let h = l4.get(..2)?;
+            let v = u16::from_be_bytes([h[0], h[1]]);
+            Some((v, v))
         }
         _ => None,
+    }
+}
+
+/// Whether one end of a flow (`addr`, with `port` at that end) matches a
+/// selector: its address range, its protocol unless "any", and its port
+/// range unless the whole 0-65535 (RFC 4301 5.2, RFC 7296 2.9).
+fn ts_matches(t: &TrafficSelector, addr: IpAddr, protocol: u8, port: Option<u16>) -> bool {
+    let (p, sp, ep) = match t {
+        TrafficSelector::Ipv4 {
+            ip_protocol,
+            start_port,
+            end_port,
+            ..
+        }
+        | TrafficSelector::Ipv6 {
+            ip_protocol,
+            start_port,
+            end_port,
+            ..
+        } => (*ip_protocol, *start_port, *end_port),
+        TrafficSelector::Other { .. } => return false,
+    };
+    let any_port = sp == 0 && ep == u16::MAX;
+    ts_range_contains(t, addr)
+        && (p == 0 || p == protocol)
+        && (any_port || port.is_some_and(|x| sp <= x && x <= ep))
+}
+
+/// Whether a flow from `src_ts` to `dst_ts` is allowed: its source matches
+/// one of `src_ts`, its destination one of `dst_ts`.
+pub fn flow_allowed(flow: &Flow, src_ts: &[TrafficSelector], dst_ts: &[TrafficSelector]) -> bool {
+    let (sport, dport) = match flow.ports {
+        Some((s, d)) => (Some(s), Some(d)),
+        None => (None, None),
+    };
+    src_ts
+        .iter()
+        .any(|t| ts_matches(t, flow.src, flow.protocol, sport))
+        && dst_ts
+            .iter()
+            .any(|t| ts_matches(t, flow.dst, flow.protocol, dport))
+}
+
+/// What becomes of an opened ESP packet's payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InnerVerdict {
+    /// An IP packet inside the SA's selectors: forward it.
+    Pass,
+    /// Next header 59: "the receiver MUST discard" a dummy packet (RFC 4303
+    /// 2.6).
+    Dummy,
+    /// Not IPv4 (4) or IPv6 (41), or an inner packet of the other version:
+    /// a tunnel-mode SA carries nothing else.
+    BadNextHeader,
+    /// Source, destination, protocol or ports outside the selectors (RFC
+    /// 4301 5.2).
+    OutsideSelectors,
+}
+
+/// Checks an inbound inner packet against its CHILD SA: source against the
+/// remote selectors, destination against the local ones.
+fn inner_verdict(next_header: u8, inner: &[u8], c: &Child) -> InnerVerdict {
+    let version = inner.first().map(|b| b >> 4);
+    match (next_header, version) {
+        (crate::wire::esp::NEXT_HEADER_NO_NEXT, _) => InnerVerdict::Dummy,
+        (crate::wire::esp::NEXT_HEADER_IPV4, Some(4))
+        | (crate::wire::esp::NEXT_HEADER_IPV6, Some(6)) => match Flow::of(inner) {
+            Some(flow) if flow_allowed(&flow, &c.remote_ts, &c.local_ts) => InnerVerdict::Pass,
+            Some(_) => InnerVerdict::OutsideSelectors,
+            None => InnerVerdict::BadNextHeader,
+        },
+        _ => InnerVerdict::BadNextHeader,
     }
 }
 
@@ -238,7 +478,7 @@ impl Tunnel {
         }
         match &self.ike {
             None => TunnelState::Down,
-            Some(ike) => match ike.status().state {
+            Some(ike) => match ike.state() {
                 IkeState::Established if self.active_child().is_some() => TunnelState::Up,
                 IkeState::Closed => TunnelState::Down,
                 _ => TunnelState::Connecting,
@@ -298,6 +538,15 @@ fn esp_peer(ike_remote: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Deletes an IKE SA the tunnel drops at once: a one-shot Delete goes out
+/// even with a request outstanding ([`IkeSa::delete_now`]).
+fn delete_at_once(mut ike: IkeSa, io: &mut impl Io) {
+    ike.delete_now();
+    while let Some(tx) = ike.poll_transmit() {
+        send(io, &tx);
+    }
+}
+
 fn send(io: &mut impl Io, t: &Transmit) {
     let port = if t.local().port() == natt::NATT_PORT {
         UdpPort::NatT
@@ -317,7 +566,7 @@ impl Tunnels {
                 .map(|s| Tunnel {
                     s,
                     ike: None,
-                    pending: None,
+                    half_open: Vec::new(),
                     children: Vec::new(),
                     admin_down: false,
                     next_attempt: Some(now),
@@ -331,8 +580,16 @@ impl Tunnels {
                 .collect(),
             by_spi: HashMap::new(),
             scratch: Vec::with_capacity(2048),
+            // Cookies as soon as one half-open SA waits (RFC 7296 2.6).
+            cookies: CookieJar::new(&mut OsRng, 1),
+            cookies_rotate_at: now + COOKIE_ROTATION,
+            dh_budget: DhBudget::new(now),
             unknown_spi: 0,
             ts_violations: 0,
+            esp_dummy: 0,
+            esp_bad_next_header: 0,
+            ike_cookies_demanded: 0,
+            ike_init_over_budget: 0,
         }
     }
 
@@ -392,33 +649,66 @@ impl Tunnels {
             |ike: &IkeSa| ike.matches(h.spi_i, h.spi_r) || (h.spi_r == 0 && ike.spi_i() == h.spi_i);
         if let Some(ike) = t.ike.as_mut().filter(|ike| ours(ike)) {
             ike.handle_datagram(now, local, from, msg);
-        } else if let Some(p) = t.pending.as_mut().filter(|p| ours(p)) {
+        } else if let Some(p) = t.half_open.iter_mut().find(|p| ours(p)) {
             p.handle_datagram(now, local, from, msg);
         } else if is_new_init {
-            match IkeSa::accept(t.s.ike.clone(), local, from, msg, now, OsRng) {
-                Ok(sa) => {
-                    tracing::info!(tunnel = %t.s.name, peer = %from, "peer initiates an IKE SA");
-                    if t.ike.is_none() {
-                        t.ike = Some(sa);
-                    } else {
-                        // Keep the running SA until this one authenticates.
-                        t.pending = Some(sa);
-                    }
-                }
-                Err(rej) => {
-                    tracing::warn!(tunnel = %t.s.name, peer = %from, error = %rej.error, "IKE_SA_INIT refused");
-                    t.last_error = Some(rej.error.to_string());
-                    if let Some(reply) = rej.reply {
-                        send(io, &reply);
-                    }
-                    return;
-                }
+            if !self.on_peer_init(ti, now, local, from, msg, io) {
+                return;
             }
         } else {
             tracing::debug!(tunnel = %t.s.name, "IKE message for an unknown SA dropped");
             return;
         }
         self.drain(ti, now, io);
+    }
+
+    /// A new IKE_SA_INIT request from tunnel `ti`'s peer address, for no SA
+    /// we know: unauthenticated, so it may be forged. It becomes a
+    /// half-open responder SA beside the tunnel's own, after a cookie round
+    /// when the tunnel already has one (RFC 7296 2.6) and within the
+    /// Diffie-Hellman budget. Returns whether an SA was created.
+    fn on_peer_init(
+        &mut self,
+        ti: usize,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        msg: &[u8],
+        io: &mut impl Io,
+    ) -> bool {
+        let t = &mut self.tunnels[ti];
+        match self.cookies.check(t.half_open.len(), local, from, msg) {
+            CookieCheck::Accept => {}
+            CookieCheck::Demand(reply) => {
+                self.ike_cookies_demanded += 1;
+                send(io, &reply);
+                return false;
+            }
+            CookieCheck::Drop => return false,
+        }
+        if !self.dh_budget.take(now) {
+            self.ike_init_over_budget += 1;
+            tracing::debug!(tunnel = %t.s.name, peer = %from, "IKE_SA_INIT dropped: Diffie-Hellman budget spent");
+            return false;
+        }
+        match IkeSa::accept(t.s.ike.clone(), local, from, msg, now, OsRng) {
+            Ok(sa) => {
+                tracing::info!(tunnel = %t.s.name, peer = %from, "peer initiates an IKE SA");
+                if t.half_open.len() >= HALF_OPEN_MAX {
+                    t.half_open.remove(0);
+                }
+                t.half_open.push(sa);
+                true
+            }
+            Err(rej) => {
+                tracing::warn!(tunnel = %t.s.name, peer = %from, error = %rej.error, "IKE_SA_INIT refused");
+                t.last_error = Some(rej.error.to_string());
+                if let Some(reply) = rej.reply {
+                    send(io, &reply);
+                }
+                false
+            }
+        }
     }
 
     /// An ESP packet (UDP 4500, not a marker) from `from`, opened in place.
@@ -441,9 +731,22 @@ impl Tunnels {
         let t = &mut self.tunnels[ti];
         let c = t.children.iter_mut().find(|c| c.sa.spi_in == spi)?;
         match c.sa.open(packet) {
-            Ok((inner, _next_header)) => {
-                let ok = src_address(&packet[inner.clone()])
-                    .is_some_and(|src| ts_contains(&c.remote_ts, src));
+            Ok((inner, next_header)) => {
+                let ok = match inner_verdict(next_header, &packet[inner.clone()], c) {
+                    InnerVerdict::Pass => true,
+                    InnerVerdict::Dummy => {
+                        self.esp_dummy += 1;
+                        false
+                    }
+                    InnerVerdict::BadNextHeader => {
+                        self.esp_bad_next_header += 1;
+                        false
+                    }
+                    InnerVerdict::OutsideSelectors => {
+                        self.ts_violations += 1;
+                        false
+                    }
+                };
                 let counters = c.sa.counters();
                 if !c.rekey_asked
                     && c.retire_at.is_none()
@@ -461,12 +764,7 @@ impl Tunnels {
                 if c.remote != from {
                     tracing::debug!(tunnel = %t.s.name, old = %c.remote, new = %from, "ESP from a new peer address");
                 }
-                if ok {
-                    Some(inner)
-                } else {
-                    self.ts_violations += 1;
-                    None
-                }
+                ok.then_some(inner)
             }
             Err(EspError::Replay(_)) | Err(EspError::Integrity) => None,
             Err(e) => {
@@ -476,15 +774,21 @@ impl Tunnels {
         }
     }
 
-    /// Seals `packet` into the preferred healthy tunnel and sends it.
+    /// Seals `packet` into the preferred healthy tunnel whose selectors
+    /// cover it and sends it.
     pub fn seal(&mut self, packet: &[u8], io: &mut impl Io) -> SealOutcome {
+        let Some(flow) = Flow::of(packet) else {
+            return SealOutcome::NoTunnel;
+        };
         let best = self
             .tunnels
             .iter()
             .enumerate()
-            .filter(|(_, t)| !t.admin_down && t.active_child().is_some())
-            .min_by_key(|(i, t)| (t.s.priority, *i))
-            .map(|(i, _)| i);
+            .filter(|(_, t)| !t.admin_down)
+            .filter_map(|(i, t)| t.active_child().map(|ci| (i, t, &t.children[ci])))
+            .filter(|(_, _, c)| flow_allowed(&flow, &c.local_ts, &c.remote_ts))
+            .min_by_key(|(i, t, _)| (t.s.priority, *i))
+            .map(|(i, _, _)| i);
         let Some(ti) = best else {
             return SealOutcome::NoTunnel;
         };
@@ -526,114 +830,107 @@ impl Tunnels {
     /// Drives timers: starts tunnels due for an attempt, runs each IKE SA's
     /// timeouts, retires old CHILD SAs. Call on every tick.
     pub fn tick(&mut self, now: Instant, io: &mut impl Io) {
+        if now >= self.cookies_rotate_at {
+            self.cookies.rotate(&mut OsRng);
+            self.cookies_rotate_at = now + COOKIE_ROTATION;
+        }
         for ti in 0..self.tunnels.len() {
-            let t = &mut self.tunnels[ti];
-            if t.admin_down {
+            if self.tunnels[ti].admin_down {
                 continue;
             }
-            if t.ike.is_none() && t.s.initiate && t.next_attempt.is_some_and(|at| at <= now) {
-                t.next_attempt = None;
-                tracing::info!(tunnel = %t.s.name, peer = %t.s.remote, "initiating IKE SA");
-                let cfg = prefer_group(&t.s.ike, t.learned_group);
-                t.ike = Some(IkeSa::initiate(
-                    cfg,
-                    t.local500(),
-                    t.remote500(),
-                    now,
-                    OsRng,
-                ));
+            self.initiate_if_due(ti, now);
+            self.run_sa_timers(ti, now);
+            if self.restart_if_childless(ti, now, io) {
+                continue;
             }
-            if let Some(p) = t.pending.as_mut() {
-                if p.poll_timeout().is_some_and(|at| at <= now) {
-                    p.handle_timeout(now);
-                }
-            }
-            if let Some(ike) = t.ike.as_mut() {
-                if std::mem::take(&mut t.rekey_requested) {
-                    ike.rekey_child(now);
-                }
-                if ike.poll_timeout().is_some_and(|at| at <= now) {
-                    ike.handle_timeout(now);
-                }
-            }
-            // An IKE SA without CHILD SA carries nothing: start over.
-            let established = t
-                .ike
-                .as_ref()
-                .is_some_and(|ike| ike.status().state == IkeState::Established);
-            if established && t.children.is_empty() {
-                let since = *t.childless_since.get_or_insert(now);
-                if t.s.initiate && now.duration_since(since) >= CHILDLESS_RESTART {
-                    tracing::warn!(tunnel = %t.s.name, "IKE SA without CHILD SA; restarting the tunnel");
-                    t.childless_since = None;
-                    if let Some(mut ike) = t.ike.take() {
-                        ike.delete(now);
-                        while let Some(tx) = ike.poll_transmit() {
-                            send(io, &tx);
-                        }
-                    }
-                    t.next_attempt = Some(now);
-                    continue;
-                }
-            } else {
-                t.childless_since = None;
-            }
-            let before = t.children.len();
-            let mut gone = ChildCounters::default();
-            t.children.retain(|c| {
-                let keep = c.retire_at.is_none_or(|at| at > now);
-                if !keep {
-                    add(&mut gone, &c.sa.counters());
-                }
-                keep
-            });
-            add(&mut t.totals, &gone);
-            if t.children.len() != before {
-                self.rebuild_spi_index();
-            }
+            self.retire_children(ti, now);
             self.drain(ti, now, io);
         }
     }
 
-    /// Sends what the tunnel's IKE SA has to send and acts on its events.
-    fn drain(&mut self, ti: usize, now: Instant, io: &mut impl Io) {
-        let mut changed = false;
-        // A pending responder SA: promoted once authenticated.
-        loop {
-            let t = &mut self.tunnels[ti];
-            let Some(p) = t.pending.as_mut() else { break };
-            while let Some(tx) = p.poll_transmit() {
-                send(io, &tx);
-            }
-            let Some(ev) = p.poll_event() else { break };
-            match ev {
-                Event::Established { .. } => {
-                    tracing::info!(tunnel = %t.s.name, "the peer's new IKE SA replaces the old one");
-                    let new = t.pending.take().expect("checked above");
-                    if let Some(mut old) = t.ike.replace(new) {
-                        old.delete(now);
-                        while let Some(tx) = old.poll_transmit() {
-                            send(io, &tx);
-                        }
-                    }
-                    let mut gone = ChildCounters::default();
-                    for c in t.children.drain(..) {
-                        add(&mut gone, &c.sa.counters());
-                    }
-                    add(&mut t.totals, &gone);
-                    changed = true;
-                    changed |= self.on_event(ti, now, ev);
-                    break;
-                }
-                Event::Closed { reason } => {
-                    tracing::info!(tunnel = %t.s.name, ?reason, "the peer's new IKE SA failed; the running one stays");
-                    t.pending = None;
-                }
-                other => {
-                    changed |= self.on_event(ti, now, other);
-                }
+    /// Starts our own IKE SA when the tunnel initiates, has none, and its
+    /// next attempt is due. Half-open responder SAs do not hold it up.
+    fn initiate_if_due(&mut self, ti: usize, now: Instant) {
+        let t = &mut self.tunnels[ti];
+        if t.ike.is_none() && t.s.initiate && t.next_attempt.is_some_and(|at| at <= now) {
+            t.next_attempt = None;
+            tracing::info!(tunnel = %t.s.name, peer = %t.s.remote, "initiating IKE SA");
+            let cfg = prefer_group(&t.s.ike, t.learned_group);
+            t.ike = Some(IkeSa::initiate(
+                cfg,
+                t.local500(),
+                t.remote500(),
+                now,
+                OsRng,
+            ));
+        }
+    }
+
+    /// Fires the due timeouts of the tunnel's SAs, and a CHILD rekey the
+    /// data path asked for.
+    fn run_sa_timers(&mut self, ti: usize, now: Instant) {
+        let t = &mut self.tunnels[ti];
+        for p in &mut t.half_open {
+            if p.poll_timeout().is_some_and(|at| at <= now) {
+                p.handle_timeout(now);
             }
         }
+        if let Some(ike) = t.ike.as_mut() {
+            if std::mem::take(&mut t.rekey_requested) {
+                ike.rekey_child(now);
+            }
+            if ike.poll_timeout().is_some_and(|at| at <= now) {
+                ike.handle_timeout(now);
+            }
+        }
+    }
+
+    /// An IKE SA without CHILD SA carries nothing: the initiating side
+    /// starts over after [`CHILDLESS_RESTART`]. Returns whether it did.
+    fn restart_if_childless(&mut self, ti: usize, now: Instant, io: &mut impl Io) -> bool {
+        let t = &mut self.tunnels[ti];
+        let established = t
+            .ike
+            .as_ref()
+            .is_some_and(|ike| ike.state() == IkeState::Established);
+        if !(established && t.children.is_empty()) {
+            t.childless_since = None;
+            return false;
+        }
+        let since = *t.childless_since.get_or_insert(now);
+        if !(t.s.initiate && now.duration_since(since) >= CHILDLESS_RESTART) {
+            return false;
+        }
+        tracing::warn!(tunnel = %t.s.name, "IKE SA without CHILD SA; restarting the tunnel");
+        t.childless_since = None;
+        if let Some(ike) = t.ike.take() {
+            delete_at_once(ike, io);
+        }
+        t.next_attempt = Some(now);
+        true
+    }
+
+    /// Drops CHILD SAs replaced by a rekey whose grace time ran out.
+    fn retire_children(&mut self, ti: usize, now: Instant) {
+        let t = &mut self.tunnels[ti];
+        let before = t.children.len();
+        let mut gone = ChildCounters::default();
+        t.children.retain(|c| {
+            let keep = c.retire_at.is_none_or(|at| at > now);
+            if !keep {
+                add(&mut gone, &c.sa.counters());
+            }
+            keep
+        });
+        add(&mut t.totals, &gone);
+        if t.children.len() != before {
+            self.rebuild_spi_index();
+        }
+    }
+
+    /// Sends what the tunnel's SAs have to send and acts on their events.
+    fn drain(&mut self, ti: usize, now: Instant, io: &mut impl Io) {
+        let mut changed = self.drain_half_open(ti, now, io);
         loop {
             let t = &mut self.tunnels[ti];
             let Some(ike) = t.ike.as_mut() else { break };
@@ -646,6 +943,62 @@ impl Tunnels {
         if changed {
             self.rebuild_spi_index();
         }
+    }
+
+    /// The half-open responder SAs: their datagrams go out; one that
+    /// authenticated replaces the tunnel's SA (our own initiation, or the
+    /// running SA of a peer that restarted), the others are dropped; one
+    /// that failed is dropped. Returns whether CHILD SAs changed.
+    fn drain_half_open(&mut self, ti: usize, now: Instant, io: &mut impl Io) -> bool {
+        let mut changed = false;
+        let mut i = 0;
+        while i < self.tunnels[ti].half_open.len() {
+            let t = &mut self.tunnels[ti];
+            let p = &mut t.half_open[i];
+            while let Some(tx) = p.poll_transmit() {
+                send(io, &tx);
+            }
+            let Some(ev) = p.poll_event() else {
+                if p.is_closed() {
+                    t.half_open.remove(i);
+                } else {
+                    i += 1;
+                }
+                continue;
+            };
+            match ev {
+                Event::Established { .. } => {
+                    let new = t.half_open.remove(i);
+                    self.promote(ti, new, io);
+                    self.on_event(ti, now, ev);
+                    return true;
+                }
+                Event::Closed { reason } => {
+                    tracing::info!(tunnel = %t.s.name, ?reason, "a half-open IKE SA of the peer failed; the tunnel's own SA stays");
+                    t.half_open.remove(i);
+                }
+                other => changed |= self.on_event(ti, now, other),
+            }
+        }
+        changed
+    }
+
+    /// An authenticated responder SA becomes the tunnel's SA: the one it
+    /// replaces is deleted with its CHILD SAs, the other half-open ones
+    /// dropped.
+    fn promote(&mut self, ti: usize, new: IkeSa, io: &mut impl Io) {
+        let t = &mut self.tunnels[ti];
+        tracing::info!(tunnel = %t.s.name, "the peer's new IKE SA replaces the tunnel's SA");
+        if let Some(old) = t.ike.replace(new) {
+            delete_at_once(old, io);
+        }
+        t.half_open.clear();
+        t.next_attempt = None;
+        let mut gone = ChildCounters::default();
+        for c in t.children.drain(..) {
+            add(&mut gone, &c.sa.counters());
+        }
+        add(&mut t.totals, &gone);
     }
 
     fn install(&mut self, ti: usize, p: ChildSaParams, now: Instant) -> bool {
@@ -664,6 +1017,7 @@ impl Tunnels {
         t.children.push(Child {
             sa: ChildSa::new(p.spi_in, p.spi_out, inb, out, p.esn, p.replay_window),
             suite: p.suite,
+            local_ts: p.local_ts,
             remote_ts: p.remote_ts,
             remote: esp_peer(p.remote),
             installed: now,
@@ -801,11 +1155,8 @@ impl Tunnels {
             let t = k.as_ref().expect("filled above");
             if !new.iter().any(|n| same(n, &t.s)) {
                 let mut t = k.take().expect("filled above");
-                if let Some(ike) = t.ike.as_mut() {
-                    ike.delete(now);
-                    while let Some(tx) = ike.poll_transmit() {
-                        send(io, &tx);
-                    }
+                if let Some(ike) = t.ike.take() {
+                    delete_at_once(ike, io);
                 }
                 if !new.iter().any(|n| n.name == t.s.name) {
                     removed.push(t.s.name.clone());
@@ -824,7 +1175,7 @@ impl Tunnels {
                 self.tunnels.push(Tunnel {
                     s: n,
                     ike: None,
-                    pending: None,
+                    half_open: Vec::new(),
                     children: Vec::new(),
                     admin_down: false,
                     next_attempt: Some(now),
@@ -861,21 +1212,17 @@ impl Tunnels {
     }
 
     /// Operator: take a tunnel down (deletes its IKE SA) until `up`.
-    pub fn down(&mut self, name: &str, now: Instant, io: &mut impl Io) -> Result<(), String> {
+    pub fn down(&mut self, name: &str, _now: Instant, io: &mut impl Io) -> Result<(), String> {
         let ti = self
             .find(name)
             .ok_or_else(|| format!("no tunnel named {name:?}"))?;
         let t = &mut self.tunnels[ti];
         t.admin_down = true;
         t.next_attempt = None;
-        t.pending = None;
-        if let Some(ike) = t.ike.as_mut() {
-            ike.delete(now);
-            while let Some(tx) = ike.poll_transmit() {
-                send(io, &tx);
-            }
+        t.half_open.clear();
+        if let Some(ike) = t.ike.take() {
+            delete_at_once(ike, io);
         }
-        t.ike = None;
         let mut gone = ChildCounters::default();
         for c in t.children.drain(..) {
             add(&mut gone, &c.sa.counters());
@@ -1022,6 +1369,10 @@ mod tests {
         b: Vec<(Ipv4Addr, Tunnels)>,
         /// Inner packets opened, per receiver address.
         opened: Vec<(Ipv4Addr, Vec<u8>)>,
+        /// Every datagram A sent from `run`, with the time.
+        a_sent: Vec<(Instant, UdpPort, SocketAddr, Vec<u8>)>,
+        /// A's datagrams still on their way when `run` returned.
+        in_flight: Vec<(UdpPort, SocketAddr, Vec<u8>)>,
     }
 
     impl Net {
@@ -1047,7 +1398,79 @@ mod tests {
                     ),
                 ],
                 opened: Vec::new(),
+                a_sent: Vec::new(),
+                in_flight: Vec::new(),
             }
+        }
+
+        /// A with tunnel t1 to B1 only.
+        fn single() -> Net {
+            let mut n = Net::new();
+            n.b.truncate(1);
+            n.a = Tunnels::new(vec![settings("t1", A, B1, 100, true)], n.now);
+            n
+        }
+
+        fn log_a(&mut self, w: &Wire) {
+            for (port, dst, d) in &w.out {
+                self.a_sent.push((self.now, *port, *dst, d.clone()));
+            }
+        }
+
+        /// IKE_SA_INIT requests A sent as initiator (its own attempts).
+        fn a_inits(&self) -> Vec<Instant> {
+            self.a_sent
+                .iter()
+                .filter_map(|(at, port, _, d)| {
+                    let ike = match port {
+                        UdpPort::Ike => d.as_slice(),
+                        _ => match natt::classify(d) {
+                            Ok(natt::Demux::Ike(m)) => m,
+                            _ => return None,
+                        },
+                    };
+                    let h = HeaderRepr::parse(&IkePacket::new_checked(ike).ok()?).ok()?;
+                    (h.exchange_type == ExchangeType::IkeSaInit
+                        && h.flags.initiator
+                        && !h.flags.response)
+                        .then_some(*at)
+                })
+                .collect()
+        }
+
+        /// Someone without the PSK sends A an IKE_SA_INIT from `peer`'s
+        /// address (a fresh SPIi each time); A's answers go to the real
+        /// peer, which ignores them.
+        fn forge_init(&mut self, peer: Ipv4Addr) -> Wire {
+            let mut forged = settings("forger", peer, A, 100, true);
+            Arc::make_mut(&mut forged.ike).psk = SecretBytes::from_slice(b"not-the-psk");
+            let mut f = IkeSa::initiate(
+                forged.ike,
+                SocketAddr::new(IpAddr::V4(peer), natt::IKE_PORT),
+                SocketAddr::new(IpAddr::V4(A), natt::IKE_PORT),
+                self.now,
+                OsRng,
+            );
+            let tx = f.poll_transmit().expect("IKE_SA_INIT");
+            let mut w = Wire::default();
+            self.a.handle_ike(
+                self.now,
+                SocketAddr::new(IpAddr::V4(A), natt::IKE_PORT),
+                tx.local(),
+                &tx.datagram(),
+                &mut w,
+            );
+            self.log_a(&w);
+            w
+        }
+
+        fn state(&self, name: &str) -> TunnelState {
+            self.a
+                .status(self.now)
+                .into_iter()
+                .find(|t| t.name == name)
+                .expect("tunnel")
+                .state
         }
 
         fn deliver(
@@ -1079,10 +1502,12 @@ mod tests {
 
         /// Exchanges datagrams until quiet, advancing time by `step` per round.
         fn run(&mut self, rounds: usize, step: Duration, mut first: Wire) {
-            let mut to_b: Vec<(UdpPort, SocketAddr, Vec<u8>)> = std::mem::take(&mut first.out);
+            let mut to_b: Vec<(UdpPort, SocketAddr, Vec<u8>)> = std::mem::take(&mut self.in_flight);
+            to_b.append(&mut first.out);
             for _ in 0..rounds {
                 let mut wa = Wire::default();
                 self.a.tick(self.now, &mut wa);
+                self.log_a(&wa);
                 to_b.extend(wa.out);
                 let mut to_a = Vec::new();
                 for (bip, b) in self.b.iter_mut() {
@@ -1116,10 +1541,12 @@ mod tests {
                     {
                         self.opened.push((A, inner));
                     }
+                    self.log_a(&wa);
                     to_b.extend(wa.out);
                 }
                 self.now += step;
             }
+            self.in_flight = to_b;
         }
 
         fn carrying(&self) -> Option<String> {
@@ -1210,16 +1637,12 @@ mod tests {
         n.a = Tunnels::new(vec![a1], n.now);
         n.b.truncate(1);
         n.run(20, Duration::from_millis(50), Wire::default());
+        // B1's own selection refuses to send it.
+        let stray = ping([192, 0, 2, 66], [172, 16, 4, 10]);
         let mut w = Wire::default();
-        assert_eq!(
-            n.b[0]
-                .1
-                .seal(&ping([192, 0, 2, 66], [172, 16, 4, 10]), &mut w),
-            SealOutcome::Sent
-        );
-        let (_, _, mut d) = w.out.remove(0);
-        let from = SocketAddr::new(IpAddr::V4(B1), natt::NATT_PORT);
-        assert!(n.a.handle_esp(n.now, from, &mut d).is_none());
+        assert_eq!(n.b[0].1.seal(&stray, &mut w), SealOutcome::NoTunnel);
+        // A peer that sends it anyway.
+        assert_eq!(esp_from_b1(&mut n, &stray, 4), None);
         assert_eq!(n.a.ts_violations, 1);
     }
 
@@ -1337,5 +1760,449 @@ mod tests {
             )
             .is_none());
         assert_eq!(t.unknown_spi, 1);
+    }
+    fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&[0, 8, 0, 0]);
+        p
+    }
+
+    /// Seals `inner` with `next_header` on B1's CHILD SA, as a peer that
+    /// ignores its own selectors would, and hands it to A.
+    fn esp_from_b1(n: &mut Net, inner: &[u8], next_header: u8) -> Option<Vec<u8>> {
+        let c = &mut n.b[0].1.tunnels[0].children[0];
+        let mut out = Vec::new();
+        c.sa.seal(&mut OsRng, inner, next_header, &mut out).unwrap();
+        let from = SocketAddr::new(IpAddr::V4(B1), natt::NATT_PORT);
+        n.a.handle_esp(n.now, from, &mut out)
+            .map(|r| out[r].to_vec())
+    }
+
+    #[test]
+    fn inbound_esp_is_checked_against_both_selectors_and_its_next_header() {
+        let mut n = Net::single();
+        let mut a1 = settings("t1", A, B1, 100, true);
+        Arc::make_mut(&mut a1.ike).local_ts = vec!["172.16.0.0/16".parse().unwrap()];
+        n.a = Tunnels::new(vec![a1], n.now);
+        n.run(20, Duration::from_millis(50), Wire::default());
+        assert_eq!(n.state("t1"), TunnelState::Up);
+        let good = ping([10, 0, 1, 10], [172, 16, 4, 10]);
+        assert_eq!(esp_from_b1(&mut n, &good, 4), Some(good.clone()));
+        // The destination lies outside A's local selectors.
+        let stray = ping([10, 0, 1, 10], [192, 0, 2, 99]);
+        assert_eq!(esp_from_b1(&mut n, &stray, 4), None);
+        assert_eq!(n.a.ts_violations, 1);
+        // A dummy packet (next header 59) whose payload parses as IPv4.
+        assert_eq!(esp_from_b1(&mut n, &good, 59), None);
+        assert_eq!(n.a.esp_dummy, 1);
+        // Neither IPv4 nor IPv6, and IPv4 labelled as IPv6.
+        assert_eq!(esp_from_b1(&mut n, &good, 17), None);
+        assert_eq!(esp_from_b1(&mut n, &good, 41), None);
+        assert_eq!(n.a.esp_bad_next_header, 2);
+        assert_eq!(n.a.ts_violations, 1);
+        assert_eq!(esp_from_b1(&mut n, &good, 4), Some(good));
+    }
+
+    #[test]
+    fn inbound_protocol_and_ports_are_checked_when_the_selectors_name_them() {
+        let mut n = Net::single();
+        n.run(20, Duration::from_millis(50), Wire::default());
+        // Narrow A's view of the SA to UDP from port 53 of 10.0.0.0/16 to
+        // 172.16.0.0/16, any port.
+        let c = &mut n.a.tunnels[0].children[0];
+        c.remote_ts = vec![TrafficSelector::Ipv4 {
+            ip_protocol: 17,
+            start_port: 53,
+            end_port: 53,
+            start: Ipv4Addr::new(10, 0, 0, 0),
+            end: Ipv4Addr::new(10, 0, 255, 255),
+        }];
+        c.local_ts = vec![TrafficSelector::Ipv4 {
+            ip_protocol: 17,
+            start_port: 0,
+            end_port: u16::MAX,
+            start: Ipv4Addr::new(172, 16, 0, 0),
+            end: Ipv4Addr::new(172, 16, 255, 255),
+        }];
+        let dns = udp([10, 0, 1, 2], [172, 16, 4, 10], 53, 40000);
+        assert_eq!(esp_from_b1(&mut n, &dns, 4), Some(dns));
+        let other_port = udp([10, 0, 1, 2], [172, 16, 4, 10], 54, 40000);
+        assert_eq!(esp_from_b1(&mut n, &other_port, 4), None);
+        let icmp = ping([10, 0, 1, 2], [172, 16, 4, 10]);
+        assert_eq!(esp_from_b1(&mut n, &icmp, 4), None);
+        assert_eq!(n.a.ts_violations, 2);
+        // A non-first fragment carries no ports: it cannot match a port
+        // range.
+        let mut frag = udp([10, 0, 1, 2], [172, 16, 4, 10], 53, 40000);
+        frag[7] = 0x10;
+        assert_eq!(esp_from_b1(&mut n, &frag, 4), None);
+        assert_eq!(n.a.ts_violations, 3);
+    }
+
+    #[test]
+    fn outbound_goes_to_the_tunnel_whose_selectors_cover_the_packet() {
+        let mut n = Net::new();
+        let mut a1 = settings("t1", A, B1, 100, true);
+        Arc::make_mut(&mut a1.ike).remote_ts = vec!["10.1.0.0/16".parse().unwrap()];
+        let mut a2 = settings("t2", A, B2, 200, true);
+        Arc::make_mut(&mut a2.ike).remote_ts = vec!["10.0.0.0/16".parse().unwrap()];
+        n.a = Tunnels::new(vec![a1, a2], n.now);
+        n.run(20, Duration::from_millis(50), Wire::default());
+        assert!(n.a.status(n.now).iter().all(|t| t.state == TunnelState::Up));
+        let mut w = Wire::default();
+        let to_vpc = ping([172, 16, 4, 10], [10, 0, 1, 10]);
+        assert_eq!(n.a.seal(&to_vpc, &mut w), SealOutcome::Sent);
+        assert_eq!(w.out[0].1.ip(), IpAddr::V4(B2), "t2 covers 10.0.0.0/16");
+        let to_other = ping([172, 16, 4, 10], [10, 1, 2, 3]);
+        assert_eq!(n.a.seal(&to_other, &mut w), SealOutcome::Sent);
+        assert_eq!(
+            w.out[1].1.ip(),
+            IpAddr::V4(B1),
+            "t1, preferred, covers 10.1.0.0/16"
+        );
+        let nowhere = ping([172, 16, 4, 10], [10, 2, 0, 1]);
+        assert_eq!(n.a.seal(&nowhere, &mut w), SealOutcome::NoTunnel);
+        assert_eq!(w.out.len(), 2);
+    }
+
+    #[test]
+    fn flows_of_ipv4_and_ipv6_packets() {
+        let f = Flow::of(&udp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 53)).unwrap();
+        assert_eq!(f.protocol, 17);
+        assert_eq!(f.ports, Some((1234, 53)));
+        let f = Flow::of(&ping([10, 0, 0, 1], [10, 0, 0, 2])).unwrap();
+        assert_eq!(f.ports, Some((0x0800, 0x0800)), "ICMP echo request 8/0");
+        // IPv6: a destination options header, then a fragment header
+        // (offset 0), then TCP.
+        let mut p = vec![0x60, 0, 0, 0, 0, 32, 60, 64];
+        p.extend_from_slice(&[0x20, 1, 0x0d, 0xb8].repeat(4));
+        p.extend_from_slice(&[0xfd, 0, 0, 1].repeat(4));
+        p.extend_from_slice(&[44, 0, 1, 4, 0, 0, 0, 0]);
+        p.extend_from_slice(&[6, 0, 0, 0, 0, 0, 0, 1]);
+        p.extend_from_slice(&[0x01, 0xbb, 0xc0, 0x00, 0, 0, 0, 0]);
+        let f = Flow::of(&p).unwrap();
+        assert_eq!(f.protocol, 6);
+        assert_eq!(f.ports, Some((443, 0xc000)));
+        assert_eq!(
+            f.src,
+            "2001:db8:2001:db8:2001:db8:2001:db8"
+                .parse::<IpAddr>()
+                .unwrap()
+        );
+        // A later fragment: no ports.
+        p[51] = 0x08;
+        assert_eq!(Flow::of(&p).unwrap().ports, None);
+        // Truncated or not IP at all.
+        assert!(Flow::of(&[0x45, 0, 0]).is_none());
+        assert!(Flow::of(&[0x46; 20]).is_none(), "IHL past the end");
+        assert!(Flow::of(&[0x10; 40]).is_none());
+        assert!(Flow::of(&p[..39]).is_none());
+        // An extension header running past the end leaves no flow.
+        assert!(Flow::of(&p[..41]).is_none());
+    }
+
+    #[test]
+    fn forged_init_at_start_up_does_not_hold_up_our_initiation() {
+        let mut n = Net::single();
+        let start = n.now;
+        let w = n.forge_init(B1);
+        n.run(1, Duration::from_millis(100), w);
+        for _ in 0..10 {
+            let w = n.forge_init(B1);
+            n.run(2, Duration::from_millis(100), w);
+        }
+        let ours = n.a_inits();
+        assert!(
+            ours.first()
+                .is_some_and(|at| *at - start <= Duration::from_secs(2)),
+            "our IKE_SA_INIT within 2 s: {ours:?}"
+        );
+        assert_eq!(n.state("t1"), TunnelState::Up);
+        // One forged SA waits half-open; the others got cookie demands.
+        assert_eq!(n.a.tunnels[0].half_open.len(), 1);
+        assert_eq!(n.a.ike_cookies_demanded, 10);
+        // Traffic flows.
+        let mut w = Wire::default();
+        let out = ping([172, 16, 4, 10], [10, 0, 1, 10]);
+        assert_eq!(n.a.seal(&out, &mut w), SealOutcome::Sent);
+        n.run(1, Duration::from_millis(1), w);
+        assert_eq!(n.opened, vec![(B1, out)]);
+    }
+
+    #[test]
+    fn forged_init_during_an_outage_does_not_hold_up_the_retry() {
+        let mut n = Net::single();
+        n.run(20, Duration::from_millis(50), Wire::default());
+        assert_eq!(n.state("t1"), TunnelState::Up);
+        // B1 reboots and forgets the tunnel (it waits for A): A's DPD finds
+        // it dead.
+        n.b[0].1 = Tunnels::new(vec![settings("cgw", B1, A, 100, false)], n.now);
+        let mut down_at = None;
+        for _ in 0..120 {
+            n.run(1, Duration::from_millis(500), Wire::default());
+            if n.state("t1") == TunnelState::Down {
+                down_at = Some(n.now);
+                break;
+            }
+        }
+        let down_at = down_at.expect("DPD declared the peer dead");
+        let before = n.a_inits().len();
+        // Forged IKE_SA_INITs from B1's address every 200 ms.
+        for _ in 0..15 {
+            let w = n.forge_init(B1);
+            n.run(2, Duration::from_millis(100), w);
+        }
+        let retries: Vec<Instant> = n.a_inits().into_iter().skip(before).collect();
+        assert!(
+            retries
+                .first()
+                .is_some_and(|at| *at - down_at <= Duration::from_secs(2)),
+            "our retry within the 2 s backoff: {retries:?}"
+        );
+        assert_eq!(
+            n.state("t1"),
+            TunnelState::Up,
+            "{:#?} {:#?}",
+            n.a.status(n.now),
+            n.b[0].1.status(n.now)
+        );
+    }
+
+    #[test]
+    fn a_forged_init_flood_costs_one_diffie_hellman_then_cookies() {
+        let mut n = Net::single();
+        n.run(20, Duration::from_millis(50), Wire::default());
+        let spis = n.a.status(n.now)[0].ike_spis.clone();
+        let mut w = Wire::default();
+        for _ in 0..1000 {
+            w.out.extend(n.forge_init(B1).out);
+        }
+        assert_eq!(n.a.tunnels[0].half_open.len(), 1);
+        assert_eq!(n.a.ike_cookies_demanded, 999);
+        // The replies went to the real B1, which ignores them.
+        assert!(w.out.iter().all(|(_, dst, _)| dst.ip() == IpAddr::V4(B1)));
+        n.run(5, Duration::from_millis(50), w);
+        let st = &n.a.status(n.now)[0];
+        assert_eq!(st.state, TunnelState::Up);
+        assert_eq!(st.ike_spis, spis, "the running SA is untouched");
+        // The half-open SA times out.
+        n.run(40, Duration::from_secs(1), Wire::default());
+        assert!(n.a.tunnels[0].half_open.is_empty());
+        assert_eq!(n.state("t1"), TunnelState::Up);
+    }
+
+    /// A forger on the path: it sees A's answers, returns cookies, and
+    /// stops after IKE_SA_INIT. Returns whether A did the Diffie-Hellman
+    /// work (answered with its KE).
+    fn on_path_forger(n: &mut Net) -> bool {
+        let a500 = SocketAddr::new(IpAddr::V4(A), natt::IKE_PORT);
+        let b500 = SocketAddr::new(IpAddr::V4(B1), natt::IKE_PORT);
+        let mut forged = settings("forger", B1, A, 100, true);
+        Arc::make_mut(&mut forged.ike).psk = SecretBytes::from_slice(b"not-the-psk");
+        let mut f = IkeSa::initiate(forged.ike, b500, a500, n.now, OsRng);
+        for _ in 0..2 {
+            let Some(tx) = f.poll_transmit() else { break };
+            let mut w = Wire::default();
+            n.a.handle_ike(n.now, a500, b500, &tx.datagram(), &mut w);
+            for (_, _, reply) in w.out {
+                let m = crate::wire::Message::parse(&reply).unwrap();
+                if m.payloads
+                    .iter()
+                    .any(|p| matches!(p, crate::wire::Payload::Ke(_)))
+                {
+                    return true;
+                }
+                f.handle_datagram(n.now, b500, a500, &reply);
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn diffie_hellman_work_for_responders_has_a_budget() {
+        let mut n = Net::single();
+        n.run(20, Duration::from_millis(50), Wire::default());
+        let accepted = (0..100).filter(|_| on_path_forger(&mut n)).count();
+        assert_eq!(accepted, DH_PER_SEC as usize);
+        assert_eq!(n.a.ike_init_over_budget, 100 - u64::from(DH_PER_SEC));
+        assert_eq!(
+            n.a.ike_cookies_demanded, 99,
+            "all but the first returned a cookie"
+        );
+        assert_eq!(n.a.tunnels[0].half_open.len(), HALF_OPEN_MAX);
+        assert_eq!(n.state("t1"), TunnelState::Up);
+        // The budget refills with time.
+        n.now += Duration::from_millis(500);
+        let accepted = (0..10).filter(|_| on_path_forger(&mut n)).count();
+        assert_eq!(accepted, DH_PER_SEC as usize / 2);
+        assert_eq!(n.a.tunnels[0].half_open.len(), HALF_OPEN_MAX);
+    }
+
+    #[test]
+    fn down_sends_the_delete_even_with_a_request_outstanding() {
+        let mut n = Net::new();
+        n.run(20, Duration::from_millis(50), Wire::default());
+        assert!(!n.b[0].1.status(n.now)[0].children.is_empty());
+        // A CHILD rekey request goes out and is lost.
+        let mut lost = Wire::default();
+        n.a.rekey("t1", n.now, &mut lost).unwrap();
+        assert_eq!(lost.out.len(), 1);
+        let mut w = Wire::default();
+        n.a.down("t1", n.now, &mut w).unwrap();
+        assert!(!w.out.is_empty(), "a Delete goes out");
+        n.run(5, Duration::from_millis(50), w);
+        let b1 = &n.b[0].1.status(n.now)[0];
+        assert!(b1.children.is_empty(), "B1 took the Delete: {b1:#?}");
+        assert_eq!(b1.state, TunnelState::Down);
+    }
+    #[test]
+    fn a_reload_that_restarts_a_tunnel_sends_the_delete_even_with_a_request_outstanding() {
+        let mut n = Net::single();
+        n.run(20, Duration::from_millis(50), Wire::default());
+        let mut lost = Wire::default();
+        n.a.rekey("t1", n.now, &mut lost).unwrap();
+        assert_eq!(lost.out.len(), 1);
+        // Changed settings: the tunnel is deleted and started again.
+        let mut changed = settings("t1", A, B1, 50, true);
+        changed.source = "t1, changed".into();
+        let mut w = Wire::default();
+        let (started, removed) = n.a.apply(vec![changed], n.now, &mut w);
+        assert_eq!((started, removed), (vec!["t1".to_string()], vec![]));
+        assert!(!w.out.is_empty(), "a Delete goes out");
+        for (port, dst, mut d) in w.out {
+            let from = SocketAddr::new(IpAddr::V4(A), dst.port());
+            Net::deliver(
+                &mut n.b[0].1,
+                n.now,
+                from,
+                dst,
+                port,
+                &mut d,
+                &mut Wire::default(),
+            );
+        }
+        let b1 = &n.b[0].1.status(n.now)[0];
+        assert_eq!(b1.state, TunnelState::Down, "B1 took the Delete");
+        assert!(b1.children.is_empty());
+        n.run(20, Duration::from_millis(50), Wire::default());
+        assert_eq!(n.state("t1"), TunnelState::Up);
+    }
+
+    mod forged_ike {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// An off-path forger's IKE_SA_INIT from B1's address.
+            Forge,
+            /// An on-path forger that returns cookies.
+            OnPath,
+            /// Arbitrary bytes from B1's address, optionally with the SPIs
+            /// of A's SA in the header.
+            Raw {
+                bytes: Vec<u8>,
+                own_spis: bool,
+                natt: bool,
+            },
+            /// Time passes, the genuine peers talk.
+            Wait(u64),
+            /// The operator takes the tunnel down and up again: A
+            /// initiates anew at its next tick, maybe after a forged
+            /// IKE_SA_INIT arrived.
+            DownUp { forge_first: bool },
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                Just(Op::Forge),
+                Just(Op::OnPath),
+                (
+                    proptest::collection::vec(any::<u8>(), 0..120),
+                    any::<bool>(),
+                    any::<bool>()
+                )
+                    .prop_map(|(bytes, own_spis, natt)| Op::Raw {
+                        bytes,
+                        own_spis,
+                        natt
+                    }),
+                (0u64..2000).prop_map(Op::Wait),
+                any::<bool>().prop_map(|forge_first| Op::DownUp { forge_first }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(32))]
+            /// Whatever unauthenticated IKE arrives from the peer's address,
+            /// the half-open table stays bounded, the running SA is never
+            /// replaced, and the tunnel is up once the forger stops.
+            #[test]
+            fn forged_ike_never_replaces_the_sa_nor_keeps_the_tunnel_down(
+                ops in proptest::collection::vec(op(), 1..20),
+            ) {
+                let mut n = Net::single();
+                n.run(20, Duration::from_millis(50), Wire::default());
+                prop_assert_eq!(n.state("t1"), TunnelState::Up);
+                let mut spis = n.a.status(n.now)[0].ike_spis.clone();
+                for op in ops {
+                    match op {
+                        Op::Forge => {
+                            let w = n.forge_init(B1);
+                            n.run(1, Duration::from_millis(100), w);
+                        }
+                        Op::OnPath => {
+                            on_path_forger(&mut n);
+                        }
+                        Op::Raw { mut bytes, own_spis, natt } => {
+                            if own_spis && bytes.len() >= 16 {
+                                if let Some(ike) = n.a.tunnels[0].ike.as_ref() {
+                                    bytes[..8].copy_from_slice(&ike.spi_i().to_be_bytes());
+                                    bytes[8..16].copy_from_slice(&ike.spi_r().to_be_bytes());
+                                }
+                            }
+                            let port = if natt { natt::NATT_PORT } else { natt::IKE_PORT };
+                            let mut w = Wire::default();
+                            n.a.handle_ike(
+                                n.now,
+                                SocketAddr::new(IpAddr::V4(A), port),
+                                SocketAddr::new(IpAddr::V4(B1), port),
+                                &bytes,
+                                &mut w,
+                            );
+                            n.run(1, Duration::from_millis(10), w);
+                        }
+                        Op::Wait(ms) => n.run(1, Duration::from_millis(ms), Wire::default()),
+                        Op::DownUp { forge_first } => {
+                            let mut w = Wire::default();
+                            n.a.down("t1", n.now, &mut w).unwrap();
+                            n.a.up("t1", n.now).unwrap();
+                            if forge_first {
+                                w.out.extend(n.forge_init(B1).out);
+                            }
+                            n.run(1, Duration::from_millis(10), w);
+                            spis = None;
+                        }
+                    }
+                    prop_assert!(n.a.tunnels[0].half_open.len() <= HALF_OPEN_MAX);
+                    let st = &n.a.status(n.now)[0];
+                    if spis.is_none() && st.state == TunnelState::Up {
+                        spis = st.ike_spis.clone();
+                    }
+                    if spis.is_some() {
+                        prop_assert_eq!(&st.ike_spis, &spis, "the SA was replaced");
+                    }
+                }
+                n.run(30, Duration::from_millis(100), Wire::default());
+                prop_assert_eq!(n.state("t1"), TunnelState::Up);
+                if spis.is_some() {
+                    prop_assert_eq!(&n.a.status(n.now)[0].ike_spis, &spis);
+                }
+            }
+        }
     }
 }

@@ -71,9 +71,9 @@ pub fn sa_payload(proposals: &[Proposal], spi: &[u8]) -> Payload {
     })
 }
 
-/// Why a protected message could not be opened. All of these mean "drop it
-/// silently" for an established SA (RFC 7296 2.21.2: errors in messages that
-/// fail integrity checks are not answered).
+/// Why a protected message could not be opened. All of these but
+/// [`OpenError::Plaintext`] mean "drop it silently" (RFC 7296 2.21.2: errors
+/// in messages that fail integrity checks are not answered).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpenError {
     /// The outer message does not parse.
@@ -88,6 +88,12 @@ pub enum OpenError {
     /// The ICV or tag did not verify, or the plaintext is malformed.
     #[error("integrity check failed: {0}")]
     Crypto(#[from] CryptoError),
+    /// The message authenticated and decrypted, but the payloads inside do
+    /// not parse (an unsupported critical payload, a malformed one): a
+    /// request gets an error response (RFC 7296 2.5, 2.21.3) with
+    /// [`WireError::notify_type`] and [`WireError::notify_data`].
+    #[error("authenticated, but its payloads do not parse: {0}")]
+    Plaintext(WireError),
 }
 
 /// Builds a protected message: `HDR, SK { inner }` (RFC 7296 3.14).
@@ -128,7 +134,7 @@ pub fn open(cipher: &IkeCipher, bytes: &[u8]) -> Result<Vec<Payload>, OpenError>
         .get(span.body.clone())
         .ok_or(OpenError::NotEncrypted)?;
     let plain = cipher.open(aad, body)?;
-    Ok(parse_payload_chain(span.inner_next_payload, &plain)?)
+    parse_payload_chain(span.inner_next_payload, &plain).map_err(OpenError::Plaintext)
 }
 
 /// A `&mut dyn CryptoRngCore` as a sized `RngCore + CryptoRng`, for the

@@ -521,6 +521,19 @@ pub(super) struct InitData {
     pub(super) dh: Option<DhKeyPair>,
     pub(super) cookie: Option<Vec<u8>>,
     pub(super) retries: u8,
+    /// An error notify answered our request. It is not authenticated, so
+    /// the attempt goes on until the retransmissions run out, and fails
+    /// with this only then (RFC 7296 2.21.1).
+    pub(super) refused: Option<InitRefusal>,
+}
+
+/// An unauthenticated refusal of our IKE_SA_INIT request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum InitRefusal {
+    /// N(NO_PROPOSAL_CHOSEN).
+    NoProposalChosen,
+    /// Another error notify (or an INVALID_KE_PAYLOAD we cannot follow).
+    Protocol(ProtocolError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -793,6 +806,33 @@ impl IkeSa {
         }
     }
 
+    /// Deletes the IKE SA at once, for an operator's `tunnel down`, a
+    /// reload or a shutdown: a one-shot Delete (RFC 7296 1.4.1) goes out
+    /// even while a request of ours is outstanding, without waiting for
+    /// the answer, and [`Event::Closed`] follows immediately. So that the
+    /// Delete fits the peer's window of one (2.3), the outstanding request
+    /// is sent once more just before it: a peer that never saw it takes it
+    /// first, one that did answers it from its cache.
+    pub fn delete_now(&mut self) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        let idx = self.current_index();
+        let has_keys = self.cores.get(idx).is_some_and(|c| c.keys.is_some());
+        if has_keys {
+            let pending = self.cores[idx].pending.as_ref();
+            let delete_outstanding = pending.is_some_and(|p| matches!(p.req, Req::DeleteIke));
+            if let Some(p) = pending {
+                let (l, r, m) = (self.local, self.remote, p.message.clone());
+                self.push_ike(l, r, m);
+            }
+            if !delete_outstanding {
+                self.send_oneshot_delete();
+            }
+        }
+        self.close(CloseReason::DeletedLocally);
+    }
+
     /// Counts inbound ESP traffic as proof of the peer's liveness, so DPD
     /// only probes an idle tunnel.
     pub fn note_inbound_traffic(&mut self, now: Instant) {
@@ -841,16 +881,21 @@ impl IkeSa {
             .map(|c| &c.params)
     }
 
+    /// The phase, without building a whole [`IkeSa::status`].
+    pub fn state(&self) -> IkeState {
+        match self.phase {
+            Phase::InitSent => IkeState::Connecting,
+            Phase::AuthSent | Phase::AwaitAuth => IkeState::Authenticating,
+            Phase::Established => IkeState::Established,
+            Phase::Closed => IkeState::Closed,
+        }
+    }
+
     /// A snapshot for status output.
     pub fn status(&self) -> IkeSaStatus {
         let cur = self.cores.iter().find(|c| c.kind == CoreKind::Current);
         IkeSaStatus {
-            state: match self.phase {
-                Phase::InitSent => IkeState::Connecting,
-                Phase::AuthSent | Phase::AwaitAuth => IkeState::Authenticating,
-                Phase::Established => IkeState::Established,
-                Phase::Closed => IkeState::Closed,
-            },
+            state: self.state(),
             spi_i: cur.map_or(0, |c| c.spi_i),
             spi_r: cur.map_or(0, |c| c.spi_r),
             initiator: cur.is_some_and(|c| c.we_initiator),
@@ -1103,9 +1148,15 @@ impl IkeSa {
     /// responder SHOULD update its information to use the address and port
     /// from which the most recent authenticated message came") or while the
     /// SA is being set up (the float to port 4500).
+    ///
+    /// Once established only a side that is not itself behind the NAT
+    /// follows: "A host behind a NAT SHOULD NOT do this type of dynamic
+    /// address update ... because it opens a possible DoS attack (such as
+    /// allowing an attacker to break the connection with a single packet)"
+    /// (2.23).
     pub(super) fn follow_addresses(&mut self, local: SocketAddr, remote: SocketAddr) {
         let setup = self.phase != Phase::Established;
-        if !(setup || self.nat.encap) {
+        if !(setup || (self.nat.encap && !self.nat.local_behind_nat)) {
             return;
         }
         if local != self.local {
@@ -1171,6 +1222,12 @@ impl IkeSa {
         } else if header.message_id == core.peer_next_id {
             let payloads = match message::open(&keys.inn, bytes) {
                 Ok(p) => p,
+                Err(OpenError::Plaintext(e)) => {
+                    self.last_recv = now;
+                    self.cores[idx].peer_next_id = header.message_id.wrapping_add(1);
+                    self.answer_unparsable_request((local, remote), idx, header, bytes, &e);
+                    return;
+                }
                 Err(e) => {
                     log_drop(&e, remote);
                     return;
@@ -1227,6 +1284,34 @@ impl IkeSa {
                 // request's: not an answer to it. Keep waiting.
                 self.cores[idx].pending = Some(Pending { req, ..pending });
             }
+        }
+    }
+
+    /// An authenticated request whose payloads do not parse: "if a message
+    /// contains a payload with the critical bit set that is not
+    /// recognized, the whole message MUST be rejected" with
+    /// UNSUPPORTED_CRITICAL_PAYLOAD naming its type (RFC 7296 2.5), any
+    /// other syntax error with INVALID_SYNTAX (2.21.3, 3.10.1). The message
+    /// ID is consumed and the response cached like any other, so that the
+    /// peer neither retransmits into a dead SA nor gets a second answer.
+    /// An IKE_AUTH that fails so ends the half-open SA (2.21.2).
+    fn answer_unparsable_request(
+        &mut self,
+        to: (SocketAddr, SocketAddr),
+        idx: usize,
+        header: HeaderRepr,
+        bytes: &[u8],
+        e: &crate::wire::WireError,
+    ) {
+        let notify = e.notify_type().unwrap_or(NotifyType::InvalidSyntax);
+        tracing::warn!(remote = %to.1, exchange = ?header.exchange_type, msg_id = header.message_id, error = %e, ?notify, "authenticated IKE request does not parse: answering with an error");
+        let n = [Payload::Notify(NotifyPayload::new(notify, e.notify_data()))];
+        self.send_response(idx, header.exchange_type, header.message_id, bytes, &n, to);
+        if self.phase == Phase::AwaitAuth {
+            self.close(CloseReason::Protocol(ProtocolError::new(
+                notify,
+                format!("IKE_AUTH request does not parse: {e}"),
+            )));
         }
     }
 
@@ -1341,6 +1426,10 @@ impl IkeSa {
             let core = &mut self.cores[i];
             let pending = core.pending.take();
             if core.kind == CoreKind::Current {
+                if let Some(refusal) = self.init.as_mut().and_then(|i| i.refused.take()) {
+                    self.init_refused(refusal);
+                    return;
+                }
                 tracing::warn!(remote = %self.remote, "peer does not answer: IKE SA is dead");
                 if matches!(pending.map(|p| p.req), Some(Req::DeleteIke)) {
                     self.close(CloseReason::DeletedLocally);

@@ -16,7 +16,10 @@ use super::cookie::{CookieCheck, CookieJar};
 use super::crypto::{EspCipher, SecretBytes};
 use super::proposal::{Proposal, Protocol};
 use super::sa::{AuthFailure, ChildDownReason, CloseReason, Event, IkeSa, IkeState, Transmit};
-use crate::wire::{natt, Identity, Message, NotifyType, Payload};
+use crate::wire::{
+    natt, ExchangeType, Flags, HeaderRepr, Identity, Message, NotifyPayload, NotifyType, Payload,
+    PayloadType, RawPayload,
+};
 
 /// A deterministic RNG for tests: SHA-256 in counter mode over a seed.
 struct TestRng {
@@ -576,12 +579,63 @@ fn no_proposal_chosen() {
     assert_eq!(p.rejected[0].error.notify, NotifyType::NoProposalChosen);
     assert!(p.rejected[0].error.reason.contains("aes256-sha512-ecp384"));
     assert!(p.rejected[0].error.reason.contains("aes128-sha1-modp2048"));
+    // The refusal is not authenticated: the initiator keeps trying until
+    // its retransmissions run out (RFC 7296 2.21.1), then gives up.
+    assert!(!p.i.is_closed());
+    p.advance(Duration::from_secs(60));
+    assert_eq!(
+        p.count_sent(Side::I, crate::wire::ExchangeType::IkeSaInit, false),
+        6
+    );
     assert!(p.events_i.iter().any(|e| matches!(e, Event::NoProposalChosen { offered, .. } if offered == "aes256-sha512-ecp384")));
     assert_eq!(
         closed_reason(&p.events_i),
         Some(&CloseReason::NoProposalChosen)
     );
     assert!(p.i.is_closed());
+}
+
+/// A refusal of IKE_SA_INIT from someone else than the responder (it is
+/// not authenticated) does not end the attempt: the genuine answer that
+/// follows still sets the SA up (RFC 7296 2.21.1).
+#[test]
+fn forged_error_notify_in_ike_sa_init_does_not_end_the_attempt() {
+    for notify in [
+        NotifyPayload::new(NotifyType::NoProposalChosen, Vec::new()),
+        NotifyPayload::new(NotifyType::InvalidSyntax, Vec::new()),
+        // A group we did not offer.
+        NotifyPayload::invalid_ke(crate::wire::DhGroup::from(31)),
+    ] {
+        let mut p = Pair::standard();
+        let request = p.i.poll_transmit().expect("IKE_SA_INIT");
+        let Transmit::Ike { message, .. } = &request else {
+            panic!()
+        };
+        let h = Message::parse(message).unwrap().header;
+        let forged = Message {
+            header: HeaderRepr {
+                spi_i: h.spi_i,
+                spi_r: 0,
+                exchange_type: ExchangeType::IkeSaInit,
+                flags: Flags {
+                    initiator: false,
+                    response: true,
+                    version: false,
+                },
+                message_id: 0,
+            },
+            payloads: vec![Payload::Notify(notify.clone())],
+        }
+        .to_bytes()
+        .unwrap();
+        p.i.handle_datagram(p.now, p.i_local, p.r_local, &forged);
+        p.collect_events();
+        assert!(!p.i.is_closed(), "{notify:?}: {:?}", p.events_i);
+        p.deliver_to_r(request);
+        p.drive();
+        assert!(p.established(), "{notify:?}");
+        check_active(&p);
+    }
 }
 
 #[test]
@@ -841,6 +895,42 @@ fn nat_detected_moves_to_4500_with_keepalives() {
         addr("198.51.100.10:24500")
     );
     check_active(&p);
+}
+
+/// The initiator is behind the NAT: an authenticated message from another
+/// address of the responder does not move it (RFC 7296 2.23: "A host behind
+/// a NAT SHOULD NOT do this type of dynamic address update").
+#[test]
+fn the_side_behind_the_nat_does_not_follow_the_peer() {
+    let mut p = Pair::with_nat(
+        config("198.51.100.10", "aes128-sha1-modp2048", "aes128-sha1", b"k"),
+        config("203.0.113.1", "aes128-sha1-modp2048", "aes128-sha1", b"k"),
+        Some(("198.51.100.10", 10000)),
+    );
+    p.drive();
+    assert!(p.established());
+    assert!(p.i.status().nat.local_behind_nat);
+    let before = p.i.status().remote;
+    // The responder's next request (a CHILD rekey) arrives from elsewhere.
+    let now = p.now;
+    let r = p.r.as_mut().unwrap();
+    r.rekey_child(now);
+    let Some(Transmit::Ike { message, .. }) = r.poll_transmit() else {
+        panic!("CREATE_CHILD_SA request")
+    };
+    let local = SocketAddr::new(p.i_local.ip(), natt::NATT_PORT);
+    p.i.handle_datagram(now, local, addr("192.0.2.66:4500"), &message);
+    p.collect_events();
+    // It was authentic and is answered (where it came from), but the SA
+    // stays with the peer's address.
+    let answer = p.i.poll_transmit().expect("CREATE_CHILD_SA response");
+    assert_eq!(answer.remote(), addr("192.0.2.66:4500"));
+    assert_eq!(p.i.status().remote, before);
+    assert!(!p
+        .events_i
+        .iter()
+        .any(|e| matches!(e, Event::PeerAddressChanged { .. })));
+    assert_eq!(p.i.active_child().unwrap().remote, before);
 }
 
 #[test]
@@ -1433,4 +1523,145 @@ fn hostile_input_never_panics_nor_changes_state() {
     p.i.rekey_child(p.now);
     p.drive();
     check_active(&p);
+}
+
+// ---------------------------------------------------------------------------
+// Authenticated requests that do not parse (RFC 7296 2.5, 2.21.3)
+// ---------------------------------------------------------------------------
+
+/// Seals `payloads` as the initiator's next INFORMATIONAL request (the
+/// initiator counts it as sent), returning the message and its ID.
+fn sealed_request_from_i(p: &mut Pair, payloads: &[Payload]) -> (Vec<u8>, u32) {
+    let idx = p.i.current_index();
+    let core = &mut p.i.cores[idx];
+    let msg_id = core.next_msg_id;
+    let header = core.header(ExchangeType::Informational, false, msg_id);
+    let keys = core.keys.as_mut().unwrap();
+    let bytes =
+        super::message::seal(&mut keys.out, &mut TestRng::new(77), header, payloads).unwrap();
+    core.next_msg_id = msg_id.wrapping_add(1);
+    (bytes, msg_id)
+}
+
+/// Hands `request` to the responder and opens its answer with the
+/// initiator's keys.
+fn responder_answer(p: &mut Pair, request: &[u8]) -> Vec<Vec<Payload>> {
+    let (now, local, from) = (p.now, p.r_local, p.i_local);
+    let r = p.r.as_mut().unwrap();
+    r.handle_datagram(now, local, from, request);
+    let mut answers = Vec::new();
+    while let Some(t) = r.poll_transmit() {
+        let Transmit::Ike { message, .. } = t else {
+            continue;
+        };
+        let m = Message::parse(&message).unwrap();
+        assert!(m.header.flags.response);
+        let keys = p.i.current().keys.as_ref().unwrap();
+        answers.push(super::message::open(&keys.inn, &message).unwrap());
+    }
+    answers
+}
+
+fn notified(answer: &[Payload]) -> Vec<(NotifyType, Vec<u8>)> {
+    answer
+        .iter()
+        .filter_map(|p| match p {
+            Payload::Notify(n) => Some((n.notify_type, n.data.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn authenticated_request_with_an_unknown_critical_payload_is_answered() {
+    let mut p = Pair::standard();
+    p.drive();
+    assert!(p.established());
+    let critical = Payload::Raw(RawPayload {
+        payload_type: PayloadType::from(99),
+        critical: true,
+        body: vec![1, 2, 3],
+    });
+    let (request, _) = sealed_request_from_i(&mut p, &[critical]);
+    let answers = responder_answer(&mut p, &request);
+    assert_eq!(answers.len(), 1);
+    assert_eq!(
+        notified(&answers[0]),
+        vec![(NotifyType::UnsupportedCriticalPayload, vec![99])]
+    );
+    // A retransmission gets the same answer, not a second processing.
+    let again = responder_answer(&mut p, &request);
+    assert_eq!(notified(&again[0]), notified(&answers[0]));
+    // The message ID was consumed: the initiator's next request (DPD)
+    // is answered and the SA lives on.
+    assert!(p.r().status().state == IkeState::Established);
+    p.advance(Duration::from_secs(11));
+    assert!(p.events_i.contains(&Event::DpdAnswered));
+    assert!(p.established());
+    check_active(&p);
+}
+
+#[test]
+fn authenticated_request_that_does_not_parse_gets_invalid_syntax() {
+    let mut p = Pair::standard();
+    p.drive();
+    // A Notify payload of one octet: too short for its fixed fields.
+    let broken = Payload::Raw(RawPayload {
+        payload_type: PayloadType::Notify,
+        critical: false,
+        body: vec![0],
+    });
+    let (request, _) = sealed_request_from_i(&mut p, &[broken]);
+    let answers = responder_answer(&mut p, &request);
+    assert_eq!(answers.len(), 1);
+    assert_eq!(
+        notified(&answers[0]),
+        vec![(NotifyType::InvalidSyntax, Vec::new())]
+    );
+    p.advance(Duration::from_secs(11));
+    assert!(p.events_i.contains(&Event::DpdAnswered));
+    assert!(p.established());
+}
+
+mod unparsable_requests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Whatever an authenticated request holds, the responder answers
+        /// it exactly once, consumes its message ID and stays up.
+        #[test]
+        fn any_authenticated_request_is_answered_once(
+            payload_type in any::<u8>(),
+            critical in any::<bool>(),
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut p = Pair::new(
+                config("198.51.100.10", "aes128gcm16-prfsha256-ecp256", "aes128gcm16", b"k"),
+                config("203.0.113.1", "aes128gcm16-prfsha256-ecp256", "aes128gcm16", b"k"),
+            );
+            p.drive();
+            prop_assert!(p.established());
+            let raw = Payload::Raw(RawPayload {
+                payload_type: PayloadType::from(payload_type),
+                critical,
+                body,
+            });
+            let mut emitted = Vec::new();
+            if crate::wire::emit_payload_chain(std::slice::from_ref(&raw), &mut emitted).is_err() {
+                return Ok(());
+            }
+            let (request, msg_id) = sealed_request_from_i(&mut p, &[raw]);
+            let answers = responder_answer(&mut p, &request);
+            prop_assert_eq!(answers.len(), 1);
+            let idx = p.r().current_index();
+            prop_assert_eq!(p.r().cores[idx].peer_next_id, msg_id + 1);
+            // A Delete inside closes the SA; anything else leaves it up.
+            if p.r().status().state == IkeState::Established {
+                p.advance(Duration::from_secs(11));
+                prop_assert!(p.events_i.contains(&Event::DpdAnswered));
+            }
+        }
+    }
 }

@@ -397,11 +397,24 @@ impl Checker<'_> {
         d
     }
 
-    /// An outside (unicast) IP address: `remote_address`, `local_address`.
+    /// An outside (unicast) IPv4 address: `remote_address`, `local_address`.
+    /// IPv6 is refused: the IKE and ESP sockets (UDP 500 and 4500) listen
+    /// on 0.0.0.0 only.
     fn outside_address(&mut self, f: &Field<'_>, what: &str) -> Option<IpAddr> {
         let addr = self.ip(f)?;
         if let Err(why) = check_unicast(addr) {
             self.error(&f.span, &f.path, format!("{addr} is {why}, not {what}"));
+            return None;
+        }
+        if addr.is_ipv6() {
+            self.error(
+                &f.span,
+                &f.path,
+                format!(
+                    "{addr} is an IPv6 address: IPsec tunnels run over IPv4 only \
+                     (the IKE and ESP sockets, UDP 500 and 4500, listen on 0.0.0.0)"
+                ),
+            );
             return None;
         }
         Some(addr)
@@ -1522,7 +1535,8 @@ enabled = false
             24,
             17,
             "ipsec.tunnels[1].local_address",
-            "local_address 2001:db8::10 and remote_address 203.0.113.2 are of different IP versions",
+            "2001:db8::10 is an IPv6 address: IPsec tunnels run over IPv4 only (the IKE and ESP \
+             sockets, UDP 500 and 4500, listen on 0.0.0.0)",
         );
         let errs = fx.errors_with("\"192.168.1.10\"", "\"0.0.0.0\"");
         one(
@@ -1532,11 +1546,16 @@ enabled = false
             "ipsec.tunnels[1].local_address",
             "0.0.0.0 is the unspecified address, not a local address to send from",
         );
-        // IPv6 outside addresses default to an ID_IPV6_ADDR peer identity.
-        let c = fx.parses_with("\"203.0.113.1\"", "\"2001:db8:a::1\"");
-        assert_eq!(
-            c.ipsec.tunnels[0].remote_id,
-            Identity::Ipv6("2001:db8:a::1".parse().unwrap())
+        // IPv6 outside addresses are refused: the IKE and ESP sockets bind
+        // 0.0.0.0 only.
+        let errs = fx.errors_with("\"203.0.113.1\"", "\"2001:db8:a::1\"");
+        assert!(
+            errs.iter()
+                .any(|e| e.field == "ipsec.tunnels[0].remote_address"
+                    && e.message.starts_with(
+                        "2001:db8:a::1 is an IPv6 address: IPsec tunnels run over IPv4 only"
+                    )),
+            "{errs:#?}"
         );
     }
 

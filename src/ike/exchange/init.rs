@@ -25,8 +25,8 @@ use crate::ike::message::{self, crypto_group, wire_group, PayloadsExt};
 use crate::ike::natd::{self, nat_hash};
 use crate::ike::proposal::{self, select_ike, Protocol};
 use crate::ike::sa::{
-    CoreKeys, CoreKind, Event, IkeSa, InitData, Pending, Phase, ProtocolError, Rejected, Req,
-    SaCore, Transmit, MAX_RETRIES,
+    CloseReason, CoreKeys, CoreKind, Event, IkeSa, InitData, InitRefusal, Pending, Phase,
+    ProtocolError, Rejected, Req, SaCore, Transmit, MAX_RETRIES,
 };
 use crate::wire::{
     natt::NATT_PORT, ExchangeType, Flags, HeaderRepr, KePayload, Message, NotifyPayload,
@@ -126,6 +126,7 @@ impl IkeSa {
             dh: Some(dh),
             cookie: None,
             retries: 0,
+            refused: None,
         });
         self.send_init(now);
     }
@@ -269,8 +270,8 @@ impl IkeSa {
                     NotifyType::InvalidKePayload,
                     format!("responder wants DH group {group}, which we did not offer"),
                 );
-                tracing::warn!(%remote, "{e}");
-                self.close(crate::ike::sa::CloseReason::Protocol(e));
+                tracing::warn!(%remote, "{e} (unauthenticated: still waiting for another answer)");
+                init.refused = Some(InitRefusal::Protocol(e));
                 return;
             }
             init.retries += 1;
@@ -283,20 +284,22 @@ impl IkeSa {
             return;
         }
         if let Some(n) = payloads.error_notify() {
+            // RFC 7296 2.21.1: such a notify is not protected, so "an
+            // initiator SHOULD continue trying to establish the SA for a
+            // while, e.g., until retransmission timeout" before giving up:
+            // the request stays outstanding and is retransmitted, and the
+            // refusal counts only when no valid answer came by then.
             let t = n.notify_type;
-            if t == NotifyType::NoProposalChosen {
-                let offered = self.ike_list();
-                tracing::warn!(%remote, %offered, "IKE_SA_INIT: peer answered NO_PROPOSAL_CHOSEN: none of our IKE proposals is acceptable to it");
-                self.emit(Event::NoProposalChosen {
-                    protocol: Protocol::Ike,
-                    offered,
-                    configured: "(peer's)".into(),
-                });
-                self.close(crate::ike::sa::CloseReason::NoProposalChosen);
+            let refusal = if t == NotifyType::NoProposalChosen {
+                tracing::warn!(%remote, offered = %self.ike_list(), "IKE_SA_INIT: peer answered NO_PROPOSAL_CHOSEN (unauthenticated: still waiting for another answer)");
+                InitRefusal::NoProposalChosen
             } else {
                 let e = ProtocolError::new(t, "error notify in IKE_SA_INIT response");
-                tracing::warn!(%remote, "{e}");
-                self.close(crate::ike::sa::CloseReason::Protocol(e));
+                tracing::warn!(%remote, "{e} (unauthenticated: still waiting for another answer)");
+                InitRefusal::Protocol(e)
+            };
+            if let Some(init) = self.init.as_mut() {
+                init.refused = Some(refusal);
             }
             return;
         }
@@ -369,6 +372,27 @@ impl IkeSa {
         tracing::debug!(%suite, nat = ?self.nat, "IKE_SA_INIT done");
         self.phase = Phase::AuthSent;
         self.send_auth(now);
+    }
+
+    /// Our IKE_SA_INIT request ran out of retransmissions after an error
+    /// notify and no valid answer: the refusal stands.
+    pub(in crate::ike) fn init_refused(&mut self, refusal: InitRefusal) {
+        match refusal {
+            InitRefusal::NoProposalChosen => {
+                let offered = self.ike_list();
+                tracing::warn!(remote = %self.remote, %offered, "IKE_SA_INIT: peer answered NO_PROPOSAL_CHOSEN: none of our IKE proposals is acceptable to it");
+                self.emit(Event::NoProposalChosen {
+                    protocol: Protocol::Ike,
+                    offered,
+                    configured: "(peer's)".into(),
+                });
+                self.close(CloseReason::NoProposalChosen);
+            }
+            InitRefusal::Protocol(e) => {
+                tracing::warn!(remote = %self.remote, "IKE_SA_INIT refused: {e}");
+                self.close(CloseReason::Protocol(e));
+            }
+        }
     }
 
     /// The responder's side of IKE_SA_INIT, for [`IkeSa::accept`].
@@ -515,6 +539,7 @@ impl IkeSa {
             dh: None,
             cookie: None,
             retries: 0,
+            refused: None,
         });
         self.phase = Phase::AwaitAuth;
         self.half_open_deadline = Some(now + self.cfg.retransmit.total());

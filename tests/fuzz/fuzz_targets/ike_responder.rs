@@ -14,8 +14,11 @@
 //! CREATE_CHILD_SA and INFORMATIONAL on both sides, so the fuzzer can
 //! break every exchange at every point.
 //!
-//! Like the daemon (src/ipsec.rs), a new IKE_SA_INIT request that belongs
-//! to no SA replaces the responder with a fresh `accept`.
+//! A new IKE_SA_INIT request that belongs to no SA replaces the responder
+//! with a fresh `accept`. (The daemon, src/ipsec.rs, keeps up to four such
+//! SAs half-open beside the tunnel's own, behind cookies and a
+//! Diffie-Hellman budget, and promotes one only once authenticated: that
+//! table is exercised by the property test `ipsec::tests::forged_ike`.)
 #![no_main]
 
 use std::collections::VecDeque;
