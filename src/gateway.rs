@@ -21,7 +21,8 @@
 //!   `ipsec.tunnel_mtu`) or for a laptop's tunnel (the WireGuard MTU) is
 //!   fragmented before it is sealed (RFC 791), or, with Don't Fragment set,
 //!   answered with ICMP "fragmentation needed" carrying that MTU back along
-//!   the path it came (RFC 1191), at most [`ICMP_ERRORS_PER_TICK`] per tick.
+//!   the path it came (RFC 1191), at most [`ICMP_ERRORS_PER_TICK`] per tick
+//!   (`Gateway::icmp_source` chooses its source address).
 
 use crate::config::{read_key_file, read_psk_file, Config, Key, StartAction};
 use crate::ike::IkeConfig;
@@ -521,16 +522,15 @@ impl Gateway {
     }
 
     /// The ICMP "fragmentation needed" for `packet` with the next-hop `mtu`,
-    /// from the gateway's WireGuard address, unless the rate limit or
-    /// RFC 1812's rules forbid it.
+    /// unless the rate limit or RFC 1812's rules forbid it. Its source is
+    /// [`Gateway::icmp_source`].
     fn frag_needed(&mut self, packet: &[u8], mtu: usize) -> Option<Vec<u8>> {
-        let std::net::IpAddr::V4(src) = self.settings.address.addr() else {
-            self.counters.too_big_dropped += 1;
-            return None;
-        };
-        let icmp = (self.icmp_budget > 0)
-            .then(|| ipv4_frag::frag_needed(packet, u16::try_from(mtu).unwrap_or(u16::MAX), src))
-            .flatten();
+        let icmp = self
+            .icmp_source(packet)
+            .filter(|_| self.icmp_budget > 0)
+            .and_then(|src| {
+                ipv4_frag::frag_needed(packet, u16::try_from(mtu).unwrap_or(u16::MAX), src)
+            });
         match icmp {
             Some(icmp) => {
                 self.icmp_budget -= 1;
@@ -541,6 +541,30 @@ impl Gateway {
                 self.counters.too_big_dropped += 1;
                 None
             }
+        }
+    }
+
+    /// The source of an ICMP error about an IPv4 `packet`: the gateway's
+    /// WireGuard address when the error goes to a laptop or into a tunnel.
+    /// Towards the TUN (the LAN), the kernel would drop a packet carrying
+    /// its own address as the source (a martian), so the error comes from
+    /// the packet's destination instead, the far end of the path that is
+    /// too small: the kernel routes that address to the TUN, so reverse-path
+    /// filtering accepts it, and the LAN host's TCP matches the error by the
+    /// quoted header, not by its source.
+    fn icmp_source(&self, packet: &[u8]) -> Option<std::net::Ipv4Addr> {
+        let addr = |at: std::ops::Range<usize>| {
+            <[u8; 4]>::try_from(packet.get(at)?)
+                .ok()
+                .map(std::net::Ipv4Addr::from)
+        };
+        let (src, dst) = (addr(12..16)?, addr(16..20)?);
+        let back_via_core =
+            self.peers.routes(src.into()) || self.remote.lookup(src.into()).is_some();
+        match self.settings.address.addr() {
+            std::net::IpAddr::V4(gw) if back_via_core => Some(gw),
+            _ if back_via_core => None,
+            _ => Some(dst),
         }
     }
 
@@ -1113,7 +1137,11 @@ mod tests {
         assert!(wire.udp.is_empty());
         assert_eq!(wire.tun.len(), 1);
         let icmp = &wire.tun[0];
-        assert_eq!(&icmp[12..16], &[172, 16, 60, 1], "from the gateway");
+        assert_eq!(
+            &icmp[12..16],
+            &[172, 16, 60, 2],
+            "from the destination: the kernel drops its own address from the TUN"
+        );
         assert_eq!(&icmp[16..20], &[172, 16, 4, 10], "to the sender");
         assert_eq!((icmp[20], icmp[21]), (3, 4), "fragmentation needed");
         assert_eq!(
