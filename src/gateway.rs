@@ -11,13 +11,27 @@
 //!   datagram to the peer's current endpoint.
 //! - anything for the remote prefixes (the AWS VPC) is counted as unrouted
 //!   until an IPsec tunnel carries it, instead of bouncing through the kernel.
+//!
+//! MSS and MTU on these paths (the kernel path has nft for it):
+//! - a TCP SYN or SYN-ACK entering or leaving an IPsec tunnel announces at
+//!   most `ipsec.tcp_mss`, one to or from a laptop at most the WireGuard MTU
+//!   minus 40 ([`crate::wire::tcp_mss`]);
+//! - an IPv4 packet too big for the tunnel (its inner MTU, derived from the
+//!   negotiated ESP algorithm and [`OUTER_MTU`], capped by
+//!   `ipsec.tunnel_mtu`) or for a laptop's tunnel (the WireGuard MTU) is
+//!   fragmented before it is sealed (RFC 791), or, with Don't Fragment set,
+//!   answered with ICMP "fragmentation needed" carrying that MTU back along
+//!   the path it came (RFC 1191), at most [`ICMP_ERRORS_PER_TICK`] per tick
+//!   (`Gateway::icmp_source` chooses its source address).
 
 use crate::config::{read_key_file, read_psk_file, Config, Key, StartAction};
 use crate::ike::IkeConfig;
 use crate::ipsec::{SealOutcome, TunnelSettings, TunnelStatus, Tunnels};
 use crate::wg::peers::ApplyReport;
 use crate::wg::{AllowedIps, PeerSettings, PeerStatus, PeerTable, WgCounters};
+use crate::wire::ipv4_frag::{self, Fit};
 use crate::wire::natt;
+use crate::wire::tcp_mss::{clamp_mss, Clamp};
 use boringtun::noise::Tunn;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -28,6 +42,17 @@ use std::time::{Instant, SystemTime};
 
 /// How often [`Gateway::tick`] wants to be called (STYLE.md: 100-250 ms).
 pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The largest ESP-in-UDP datagram (outer IP header included) the tunnels
+/// send: the internet's usual MTU, which AWS's tunnel MTU table assumes.
+pub const OUTER_MTU: usize = 1500;
+
+/// ICMP errors the core sends per [`TICK`] at most (RFC 1812 4.3.2.8: a
+/// router limits the rate of ICMP errors it sends).
+pub const ICMP_ERRORS_PER_TICK: u32 = 10;
+
+/// The IPv4 and TCP headers' bytes between an MTU and the MSS it allows.
+const TCP_IPV4_HEADERS: u16 = 40;
 
 /// The gateway's UDP ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +99,12 @@ pub struct Settings {
     pub control_socket: PathBuf,
     /// Enabled IPsec tunnels.
     pub tunnels: Vec<TunnelSettings>,
+    /// The largest MSS a TCP SYN entering or leaving a tunnel announces
+    /// (`ipsec.tcp_mss`).
+    pub tcp_mss: u16,
+    /// The cap on the tunnels' inner MTU (`ipsec.tunnel_mtu`); `None`: the
+    /// MTU derived from the ESP algorithm alone.
+    pub tunnel_mtu: Option<u16>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -88,6 +119,8 @@ impl std::fmt::Debug for Settings {
             .field("lan_prefixes", &self.lan_prefixes)
             .field("remote_prefixes", &self.remote_prefixes)
             .field("peers", &self.peers)
+            .field("tcp_mss", &self.tcp_mss)
+            .field("tunnel_mtu", &self.tunnel_mtu)
             .field(
                 "tunnels",
                 &self.tunnels.iter().map(|t| &t.name).collect::<Vec<_>>(),
@@ -198,12 +231,15 @@ impl Settings {
             remote_prefixes: cfg.wireguard.remote_prefixes.clone(),
             peers,
             control_socket: cfg.gateway.control_socket.clone(),
+            tcp_mss: cfg.ipsec.tcp_mss,
+            tunnel_mtu: cfg.ipsec.tunnel_mtu,
         })
     }
 }
 
 /// Gateway-level counters.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct GatewayCounters {
     /// UDP datagrams received on the WireGuard port.
     pub udp_rx: u64,
@@ -219,6 +255,18 @@ pub struct GatewayCounters {
     pub esp_rx: u64,
     /// Packets read from the TUN that no route claims.
     pub tun_no_route: u64,
+    /// TCP SYNs whose MSS option was lowered.
+    pub mss_clamped: u64,
+    /// IPv4 packets too big for a tunnel or a laptop's tunnel, fragmented
+    /// before sealing.
+    pub fragmented: u64,
+    /// ICMP "fragmentation needed" sent for packets too big with Don't
+    /// Fragment set.
+    pub frag_needed_sent: u64,
+    /// Packets too big and dropped without an ICMP error (rate limit, an
+    /// ICMP error or a later fragment, or a packet that cannot be
+    /// fragmented).
+    pub too_big_dropped: u64,
 }
 
 /// Everything `wgctl status` shows.
@@ -274,6 +322,8 @@ pub struct Gateway {
     remote: AllowedIps<()>,
     counters: GatewayCounters,
     started: Instant,
+    /// ICMP errors left to send in this tick.
+    icmp_budget: u32,
 }
 
 fn remote_table(prefixes: &[IpNet]) -> AllowedIps<()> {
@@ -296,6 +346,7 @@ impl Gateway {
             settings,
             counters: GatewayCounters::default(),
             started: now,
+            icmp_budget: ICMP_ERRORS_PER_TICK,
         }
     }
 
@@ -359,11 +410,15 @@ impl Gateway {
         let Some(len) = self.peers.handle_datagram(now, from, data, buf, io) else {
             return;
         };
-        let packet = &buf[..len];
+        let packet = &mut buf[..len];
+        self.clamp(packet, self.laptop_mss());
         if let Some(dst) = Tunn::dst_address(packet) {
             if self.remote.lookup(dst).is_some() {
                 // laptop -> VPC: straight into the tunnel, never via the kernel.
-                self.seal_into_tunnel(packet, io);
+                self.clamp(packet, self.settings.tcp_mss);
+                if let Some(icmp) = self.seal_into_tunnel(packet, io) {
+                    self.send_back(&icmp, buf, io);
+                }
                 return;
             }
         }
@@ -371,10 +426,161 @@ impl Gateway {
         io.write_tun(packet);
     }
 
-    fn seal_into_tunnel(&mut self, packet: &[u8], io: &mut impl Io) {
+    /// The MSS a SYN to or from a laptop may announce: the WireGuard MTU
+    /// minus the IPv4 and TCP headers.
+    fn laptop_mss(&self) -> u16 {
+        self.settings.mtu.saturating_sub(TCP_IPV4_HEADERS)
+    }
+
+    /// Lowers the MSS of a TCP SYN in `packet` to at most `mss` (for IPv4;
+    /// 20 less for IPv6's longer header).
+    fn clamp(&mut self, packet: &mut [u8], mss: u16) {
+        let mss = if packet.first().map(|b| b >> 4) == Some(6) {
+            mss.saturating_sub(20)
+        } else {
+            mss
+        };
+        if let Clamp::Lowered { .. } = clamp_mss(packet, mss) {
+            self.counters.mss_clamped += 1;
+        }
+    }
+
+    /// Seals `packet` into the carrying tunnel, fragmenting an IPv4 packet
+    /// too big for it first. Returns the ICMP error to send back to the
+    /// packet's source when it is too big and may not be fragmented.
+    fn seal_into_tunnel(&mut self, packet: &[u8], io: &mut impl Io) -> Option<Vec<u8>> {
+        let cap = self.settings.tunnel_mtu.map_or(usize::MAX, usize::from);
+        if packet.len() <= cap && self.ipsec.sealed_fits(packet, OUTER_MTU) {
+            self.seal(packet, io);
+            return None;
+        }
+        let Some(mtu) = self.ipsec.inner_mtu(packet, OUTER_MTU).map(|m| m.min(cap)) else {
+            self.seal(packet, io);
+            return None;
+        };
+        match ipv4_frag::fit(packet, mtu) {
+            Fit::Fits => {
+                self.seal(packet, io);
+                None
+            }
+            Fit::Fragment => {
+                for f in self.fragments(packet, mtu) {
+                    self.seal(&f, io);
+                }
+                None
+            }
+            Fit::DontFragment => self.frag_needed(packet, mtu),
+        }
+    }
+
+    fn seal(&mut self, packet: &[u8], io: &mut impl Io) {
         match self.ipsec.seal(packet, io) {
             SealOutcome::Sent => self.counters.esp_tx += 1,
             SealOutcome::NoTunnel | SealOutcome::Dropped => self.counters.remote_unrouted += 1,
+        }
+    }
+
+    /// Encapsulates `packet` for the laptop owning its destination,
+    /// fragmenting an IPv4 packet bigger than the WireGuard MTU first.
+    /// Returns the ICMP error for the source when it is too big and may not
+    /// be fragmented.
+    fn send_to_laptop(
+        &mut self,
+        packet: &[u8],
+        buf: &mut [u8],
+        io: &mut impl Io,
+    ) -> Option<Vec<u8>> {
+        let mtu = usize::from(self.settings.mtu);
+        match ipv4_frag::fit(packet, mtu) {
+            Fit::Fits => {
+                self.peers.handle_packet(packet, buf, io);
+                None
+            }
+            Fit::Fragment => {
+                for f in self.fragments(packet, mtu) {
+                    self.peers.handle_packet(&f, buf, io);
+                }
+                None
+            }
+            Fit::DontFragment => self.frag_needed(packet, mtu),
+        }
+    }
+
+    /// `packet` cut into fragments of at most `mtu` bytes (none, counted as
+    /// dropped, when it cannot be).
+    fn fragments(&mut self, packet: &[u8], mtu: usize) -> Vec<Vec<u8>> {
+        match ipv4_frag::fragment(packet, mtu) {
+            Ok(f) => {
+                self.counters.fragmented += 1;
+                f
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, len = packet.len(), mtu, "cannot fragment");
+                self.counters.too_big_dropped += 1;
+                Vec::new()
+            }
+        }
+    }
+
+    /// The ICMP "fragmentation needed" for `packet` with the next-hop `mtu`,
+    /// unless the rate limit or RFC 1812's rules forbid it. Its source is
+    /// [`Gateway::icmp_source`].
+    fn frag_needed(&mut self, packet: &[u8], mtu: usize) -> Option<Vec<u8>> {
+        let icmp = self
+            .icmp_source(packet)
+            .filter(|_| self.icmp_budget > 0)
+            .and_then(|src| {
+                ipv4_frag::frag_needed(packet, u16::try_from(mtu).unwrap_or(u16::MAX), src)
+            });
+        match icmp {
+            Some(icmp) => {
+                self.icmp_budget -= 1;
+                self.counters.frag_needed_sent += 1;
+                Some(icmp)
+            }
+            None => {
+                self.counters.too_big_dropped += 1;
+                None
+            }
+        }
+    }
+
+    /// The source of an ICMP error about an IPv4 `packet`: the gateway's
+    /// WireGuard address when the error goes to a laptop or into a tunnel.
+    /// Towards the TUN (the LAN), the kernel would drop a packet carrying
+    /// its own address as the source (a martian), so the error comes from
+    /// the packet's destination instead, the far end of the path that is
+    /// too small: the kernel routes that address to the TUN, so reverse-path
+    /// filtering accepts it, and the LAN host's TCP matches the error by the
+    /// quoted header, not by its source.
+    fn icmp_source(&self, packet: &[u8]) -> Option<std::net::Ipv4Addr> {
+        let addr = |at: std::ops::Range<usize>| {
+            <[u8; 4]>::try_from(packet.get(at)?)
+                .ok()
+                .map(std::net::Ipv4Addr::from)
+        };
+        let (src, dst) = (addr(12..16)?, addr(16..20)?);
+        let back_via_core =
+            self.peers.routes(src.into()) || self.remote.lookup(src.into()).is_some();
+        match self.settings.address.addr() {
+            std::net::IpAddr::V4(gw) if back_via_core => Some(gw),
+            _ if back_via_core => None,
+            _ => Some(dst),
+        }
+    }
+
+    /// Sends a packet the gateway made (an ICMP error) towards its
+    /// destination: a laptop, the tunnel, or the TUN.
+    fn send_back(&mut self, packet: &[u8], buf: &mut [u8], io: &mut impl Io) {
+        match Tunn::dst_address(packet) {
+            Some(dst) if self.peers.routes(dst) => {
+                self.peers.handle_packet(packet, buf, io);
+            }
+            Some(dst) if self.remote.lookup(dst).is_some() => self.seal(packet, io),
+            _ => {
+                self.counters.tun_tx += 1;
+                io.write_tun(packet);
+            }
         }
     }
 
@@ -414,8 +620,13 @@ impl Gateway {
                     return;
                 };
                 self.counters.esp_rx += 1;
-                let packet = &data[inner];
-                if self.peers.handle_packet(packet, buf, io) {
+                let packet = &mut data[inner];
+                self.clamp(packet, self.settings.tcp_mss);
+                if Tunn::dst_address(packet).is_some_and(|d| self.peers.routes(d)) {
+                    self.clamp(packet, self.laptop_mss());
+                    if let Some(icmp) = self.send_to_laptop(packet, buf, io) {
+                        self.send_back(&icmp, buf, io);
+                    }
                     return;
                 }
                 self.counters.tun_tx += 1;
@@ -425,20 +636,30 @@ impl Gateway {
         }
     }
 
-    /// An IP packet was read from the TUN (the kernel routed it to us).
-    pub fn handle_tun_packet(&mut self, packet: &[u8], buf: &mut [u8], io: &mut impl Io) {
+    /// An IP packet was read from the TUN (the kernel routed it to us). Its
+    /// TCP MSS may be lowered in place.
+    pub fn handle_tun_packet(&mut self, packet: &mut [u8], buf: &mut [u8], io: &mut impl Io) {
         self.counters.tun_rx += 1;
-        if self.peers.handle_packet(packet, buf, io) {
-            return;
-        }
         match Tunn::dst_address(packet) {
-            Some(dst) if self.remote.lookup(dst).is_some() => self.seal_into_tunnel(packet, io),
+            Some(dst) if self.peers.routes(dst) => {
+                self.clamp(packet, self.laptop_mss());
+                if let Some(icmp) = self.send_to_laptop(packet, buf, io) {
+                    self.send_back(&icmp, buf, io);
+                }
+            }
+            Some(dst) if self.remote.lookup(dst).is_some() => {
+                self.clamp(packet, self.settings.tcp_mss);
+                if let Some(icmp) = self.seal_into_tunnel(packet, io) {
+                    self.send_back(&icmp, buf, io);
+                }
+            }
             _ => self.counters.tun_no_route += 1,
         }
     }
 
     /// Runs timers; call every [`TICK`].
     pub fn tick(&mut self, now: Instant, wall: SystemTime, buf: &mut [u8], io: &mut impl Io) {
+        self.icmp_budget = ICMP_ERRORS_PER_TICK;
         self.peers.tick(now, wall, buf, io);
         self.ipsec.tick(now, io);
     }
@@ -559,6 +780,8 @@ mod tests {
             peers,
             control_socket: "/tmp/x.sock".into(),
             tunnels: Vec::new(),
+            tcp_mss: 1379,
+            tunnel_mtu: None,
         }
     }
 
@@ -700,7 +923,7 @@ mod tests {
         p.laptop_sends(&ipv4("172.16.60.2", "172.16.4.10", b"x"));
         let reply = ipv4("172.16.4.10", "172.16.60.2", b"pong");
         let mut wire = Wire::default();
-        p.gw.handle_tun_packet(&reply, &mut p.buf, &mut wire);
+        p.gw.handle_tun_packet(&mut reply.clone(), &mut p.buf, &mut wire);
         assert_eq!(wire.udp.len(), 1);
         assert_eq!(wire.udp[0].0, p.laptop.addr);
         match p.laptop.tunn.decapsulate(None, &wire.udp[0].1, &mut p.lbuf) {
@@ -713,7 +936,7 @@ mod tests {
         // Nobody owns 172.16.60.77: no datagram.
         let mut wire = Wire::default();
         p.gw.handle_tun_packet(
-            &ipv4("172.16.4.10", "172.16.60.77", b"?"),
+            &mut ipv4("172.16.4.10", "172.16.60.77", b"?"),
             &mut p.buf,
             &mut wire,
         );
@@ -833,6 +1056,142 @@ mod tests {
             p.gw.handle_datagram(Instant::now(), p.laptop.addr, d, &mut p.buf, &mut wire);
         }
         assert!(wire.tun.is_empty());
+    }
+
+    /// An IPv4 TCP SYN from `src` to `dst` announcing `mss`, checksums right.
+    fn syn(src: &str, dst: &str, mss: u16) -> Vec<u8> {
+        use pnet_packet::tcp::{ipv4_checksum, MutableTcpPacket};
+        let mut b = ipv4(src, dst, &[0u8; 24]);
+        b[9] = 6;
+        b[10..12].fill(0);
+        let c = checksum(&pnet_packet::ipv4::Ipv4Packet::new(&b).unwrap());
+        b[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut t = MutableTcpPacket::new(&mut b[20..]).unwrap();
+        t.set_source(40000);
+        t.set_destination(22);
+        t.set_data_offset(6);
+        t.set_flags(0x02);
+        t.set_options(&[pnet_packet::tcp::TcpOption::mss(mss)]);
+        let c = ipv4_checksum(
+            &t.to_immutable(),
+            &src.parse().unwrap(),
+            &dst.parse().unwrap(),
+        );
+        t.set_checksum(c);
+        b
+    }
+
+    /// The MSS a SYN announces, with its checksum verified.
+    fn mss_of(b: &[u8]) -> u16 {
+        use pnet_packet::tcp::{ipv4_checksum, TcpPacket};
+        let ip = pnet_packet::ipv4::Ipv4Packet::new(b).unwrap();
+        let t = TcpPacket::new(&b[20..]).unwrap();
+        assert_eq!(
+            ipv4_checksum(&t, &ip.get_source(), &ip.get_destination()),
+            t.get_checksum(),
+            "TCP checksum after clamping"
+        );
+        u16::from_be_bytes([b[42], b[43]])
+    }
+
+    #[test]
+    fn syns_to_and_from_laptops_are_clamped_to_the_wireguard_mtu() {
+        let (mut p, _, _) = pair();
+        p.laptop_sends(&ipv4("172.16.60.2", "172.16.4.10", b"x"));
+        // laptop -> LAN
+        let out = p.laptop_sends(&syn("172.16.60.2", "172.16.4.10", 1460));
+        assert_eq!(out.len(), 1);
+        assert_eq!(mss_of(&out[0]), 1380, "WireGuard MTU 1420 - 40");
+        // LAN -> laptop
+        let mut wire = Wire::default();
+        p.gw.handle_tun_packet(
+            &mut syn("172.16.4.10", "172.16.60.2", 1460),
+            &mut p.buf,
+            &mut wire,
+        );
+        match p.laptop.tunn.decapsulate(None, &wire.udp[0].1, &mut p.lbuf) {
+            TunnResult::WriteToTunnelV4(d, _) => assert_eq!(mss_of(d), 1380),
+            other => panic!("laptop could not decrypt: {other:?}"),
+        }
+        // a smaller MSS stays
+        let out = p.laptop_sends(&syn("172.16.60.2", "172.16.4.10", 1200));
+        assert_eq!(mss_of(&out[0]), 1200);
+        let st = p.gw.status(Instant::now(), SystemTime::now());
+        assert_eq!(st.counters.mss_clamped, 2);
+    }
+
+    /// A 1500-byte IPv4 packet from the LAN for the laptop, with or without DF.
+    fn big(df: bool) -> Vec<u8> {
+        let mut b = ipv4("172.16.4.10", "172.16.60.2", &[7u8; 1480]);
+        b[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+        if df {
+            b[6] = 0x40;
+        }
+        b[10..12].fill(0);
+        let c = checksum(&pnet_packet::ipv4::Ipv4Packet::new(&b).unwrap());
+        b[10..12].copy_from_slice(&c.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn packets_too_big_for_a_laptop_are_fragmented_or_answered_with_frag_needed() {
+        let (mut p, _, _) = pair();
+        p.laptop_sends(&ipv4("172.16.60.2", "172.16.4.10", b"x"));
+        // without DF: two fragments, each within the WireGuard MTU
+        let mut wire = Wire::default();
+        p.gw.handle_tun_packet(&mut big(false), &mut p.buf, &mut wire);
+        assert_eq!(wire.udp.len(), 2);
+        let mut data = Vec::new();
+        for (_, d) in &wire.udp {
+            match p.laptop.tunn.decapsulate(None, d, &mut p.lbuf) {
+                TunnResult::WriteToTunnelV4(f, _) => {
+                    assert!(f.len() <= 1420, "fragment of {} bytes", f.len());
+                    data.extend_from_slice(&f[20..]);
+                }
+                other => panic!("laptop could not decrypt: {other:?}"),
+            }
+        }
+        assert_eq!(data, vec![7u8; 1480]);
+        // with DF: nothing for the laptop, an ICMP error back to the LAN host
+        let mut wire = Wire::default();
+        p.gw.handle_tun_packet(&mut big(true), &mut p.buf, &mut wire);
+        assert!(wire.udp.is_empty());
+        assert_eq!(wire.tun.len(), 1);
+        let icmp = &wire.tun[0];
+        assert_eq!(
+            &icmp[12..16],
+            &[172, 16, 60, 2],
+            "from the destination: the kernel drops its own address from the TUN"
+        );
+        assert_eq!(&icmp[16..20], &[172, 16, 4, 10], "to the sender");
+        assert_eq!((icmp[20], icmp[21]), (3, 4), "fragmentation needed");
+        assert_eq!(
+            u16::from_be_bytes([icmp[26], icmp[27]]),
+            1420,
+            "next-hop MTU"
+        );
+        let st = p.gw.status(Instant::now(), SystemTime::now());
+        assert_eq!(
+            (st.counters.fragmented, st.counters.frag_needed_sent),
+            (1, 1)
+        );
+        // rate limit: at most ICMP_ERRORS_PER_TICK until the next tick
+        let mut wire = Wire::default();
+        for _ in 0..ICMP_ERRORS_PER_TICK + 5 {
+            p.gw.handle_tun_packet(&mut big(true), &mut p.buf, &mut wire);
+        }
+        assert_eq!(wire.tun.len(), ICMP_ERRORS_PER_TICK as usize - 1);
+        let st = p.gw.status(Instant::now(), SystemTime::now());
+        assert_eq!(st.counters.too_big_dropped, 6);
+        p.gw.tick(
+            Instant::now(),
+            SystemTime::now(),
+            &mut p.buf,
+            &mut Wire::default(),
+        );
+        let mut wire = Wire::default();
+        p.gw.handle_tun_packet(&mut big(true), &mut p.buf, &mut wire);
+        assert_eq!(wire.tun.len(), 1, "budget restored by the tick");
     }
 
     #[test]

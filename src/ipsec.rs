@@ -774,22 +774,61 @@ impl Tunnels {
         }
     }
 
-    /// Seals `packet` into the preferred healthy tunnel whose selectors
-    /// cover it and sends it.
-    pub fn seal(&mut self, packet: &[u8], io: &mut impl Io) -> SealOutcome {
-        let Some(flow) = Flow::of(packet) else {
-            return SealOutcome::NoTunnel;
-        };
-        let best = self
-            .tunnels
+    /// The tunnel that carries `packet` outbound: of the tunnels with an
+    /// installed CHILD SA whose selectors cover the packet, the lowest
+    /// priority (RFC 4301 5.2: the SPD decides, then our preference).
+    fn carrying(&self, packet: &[u8]) -> Option<usize> {
+        let flow = Flow::of(packet)?;
+        self.tunnels
             .iter()
             .enumerate()
             .filter(|(_, t)| !t.admin_down)
             .filter_map(|(i, t)| t.active_child().map(|ci| (i, t, &t.children[ci])))
             .filter(|(_, _, c)| flow_allowed(&flow, &c.local_ts, &c.remote_ts))
             .min_by_key(|(i, t, _)| (t.s.priority, *i))
-            .map(|(i, _, _)| i);
-        let Some(ti) = best else {
+            .map(|(i, _, _)| i)
+    }
+
+    /// The largest inner packet the tunnel carrying `packet` seals into an
+    /// ESP-in-UDP datagram of at most `outer_mtu` bytes (outer IP header, UDP
+    /// header, ESP header, IV, padding, trailer and ICV of its negotiated
+    /// algorithm, RFC 4303 2 and RFC 3948 2.1); `None` when no tunnel
+    /// carries it. With an outer MTU of 1500 this gives AWS's table: 1438
+    /// for AES-GCM and 1422 for AES-CBC with SHA-256 over NAT-T.
+    pub fn inner_mtu(&self, packet: &[u8], outer_mtu: usize) -> Option<usize> {
+        let t = &self.tunnels[self.carrying(packet)?];
+        let c = &t.children[t.active_child()?];
+        let outer_headers = if c.remote.is_ipv4() { 20 } else { 40 } + 8;
+        let budget = outer_mtu.checked_sub(outer_headers)?;
+        // sealed_len grows with the inner length and adds at least the ESP
+        // header: walk down from the budget (a few block sizes at most).
+        (0..=budget)
+            .rev()
+            .take(256)
+            .find(|&n| c.sa.sealed_len(n) <= budget)
+    }
+
+    /// Whether `packet`, sealed by the tunnel that carries it, fits a
+    /// datagram of `outer_mtu` bytes (true when no tunnel carries it:
+    /// [`Tunnels::seal`] then reports it). One length computation: cheap
+    /// enough for every packet.
+    pub fn sealed_fits(&self, packet: &[u8], outer_mtu: usize) -> bool {
+        let Some(ti) = self.carrying(packet) else {
+            return true;
+        };
+        let t = &self.tunnels[ti];
+        let Some(ci) = t.active_child() else {
+            return true;
+        };
+        let c = &t.children[ci];
+        let outer_headers = if c.remote.is_ipv4() { 20 } else { 40 } + 8;
+        c.sa.sealed_len(packet.len()) + outer_headers <= outer_mtu
+    }
+
+    /// Seals `packet` into the preferred healthy tunnel whose selectors
+    /// cover it and sends it.
+    pub fn seal(&mut self, packet: &[u8], io: &mut impl Io) -> SealOutcome {
+        let Some(ti) = self.carrying(packet) else {
             return SealOutcome::NoTunnel;
         };
         let t = &mut self.tunnels[ti];
@@ -1597,6 +1636,36 @@ mod tests {
                 .expect("A accepts ESP on either tunnel");
         assert_eq!(&d[r], &back[..]);
         assert_eq!(dst.port(), natt::NATT_PORT);
+    }
+
+    #[test]
+    fn inner_mtu_is_derived_from_the_negotiated_suite() {
+        let mut n = Net::new();
+        let mut p = ping([172, 16, 4, 10], [10, 0, 1, 10]);
+        assert_eq!(n.a.inner_mtu(&p, 1500), None, "no tunnel yet");
+        let mut big = p.clone();
+        big.resize(9000, 0);
+        assert!(n.a.sealed_fits(&big, 1500), "no tunnel: seal reports it");
+        n.run(20, Duration::from_millis(50), Wire::default());
+        let mtu = n.a.inner_mtu(&p, 1500).expect("a tunnel carries");
+        // The test tunnels negotiate aes128-sha1 (IkeConfig's default): 20
+        // (IPv4) + 8 (UDP) + 8 (ESP) + 16 (IV) + 12 (ICV) around the inner
+        // packet and its 2-byte trailer padded to 16: AWS's table says 1422
+        // for AES-CBC with SHA-1 over NAT-T.
+        assert_eq!(mtu, 1422);
+        let mut w = Wire::default();
+        p.resize(mtu, 0);
+        assert!(n.a.sealed_fits(&p, 1500));
+        let mut over = p.clone();
+        over.push(0);
+        assert!(!n.a.sealed_fits(&over, 1500));
+        p[2..4].copy_from_slice(&(mtu as u16).to_be_bytes());
+        assert_eq!(n.a.seal(&p, &mut w), SealOutcome::Sent);
+        assert!(
+            w.out[0].2.len() + 28 <= 1500,
+            "the datagram fits the outer MTU"
+        );
+        assert_eq!(n.a.inner_mtu(&p, 1400), Some(1326));
     }
 
     #[test]

@@ -990,6 +990,10 @@ fn status(path: &Path, json: bool) -> Result<()> {
         c.udp_rx, c.tun_rx, c.tun_tx, w.rx_malformed, w.rx_unknown_peer, w.rx_handshake_refused,
         w.cookies_sent, w.rx_handshake_limited, c.tun_no_route, c.remote_unrouted, c.esp_tx, c.esp_rx
     );
+    println!(
+        "  mss/mtu: mss-clamped {} | fragmented {} | frag-needed sent {} | too-big dropped {}",
+        c.mss_clamped, c.fragmented, c.frag_needed_sent, c.too_big_dropped
+    );
     Ok(())
 }
 

@@ -40,6 +40,18 @@ pub const DEFAULT_NAT_KEEPALIVE: Duration = Duration::from_secs(20);
 /// Largest accepted `ipsec.nat_keepalive`.
 pub const MAX_NAT_KEEPALIVE: Duration = Duration::from_secs(3600);
 
+/// Default `ipsec.tcp_mss`: AWS's recommended TCP MSS for tunnels with NAT-T.
+pub const DEFAULT_TCP_MSS: u16 = 1379;
+/// Smallest accepted `ipsec.tcp_mss` (RFC 9293 3.7.1: the IPv4 default MSS).
+pub const MIN_TCP_MSS: u16 = 536;
+/// Largest accepted `ipsec.tcp_mss` (an Ethernet MTU of 1500 minus 40).
+pub const MAX_TCP_MSS: u16 = 1460;
+/// Smallest accepted `ipsec.tunnel_mtu` (the IPv4 minimum datagram size).
+pub const MIN_TUNNEL_MTU: u16 = 576;
+/// Largest accepted `ipsec.tunnel_mtu` (AWS's tunnel maximum, AES-GCM
+/// without NAT-T).
+pub const MAX_TUNNEL_MTU: u16 = 1446;
+
 /// Default `ipsec.tunnels[].ike_proposals`: AEAD first, then CBC with SHA-256,
 /// every one inside AWS's default phase 1 set (AES128/256 and their GCM-16
 /// variants, SHA1/SHA2, DH groups 2 and 14-24). No SHA1: AWS picks the lowest
@@ -222,6 +234,12 @@ pub struct IpsecConfig {
     /// Interval of NAT keepalives (RFC 3948) sent when we are behind a NAT;
     /// zero turns them off.
     pub nat_keepalive: Duration,
+    /// The largest TCP MSS a SYN entering or leaving a tunnel may announce
+    /// (536 to 1460).
+    pub tcp_mss: u16,
+    /// The largest inner packet sealed into a tunnel; `None`: derived from
+    /// the tunnel's ESP algorithm (576 to 1446).
+    pub tunnel_mtu: Option<u16>,
     /// The `[[ipsec.tunnels]]` tables, in file order (disabled ones included).
     pub tunnels: Vec<TunnelConfig>,
 }
@@ -232,6 +250,8 @@ impl Default for IpsecConfig {
         IpsecConfig {
             replay_window: DEFAULT_REPLAY_WINDOW,
             nat_keepalive: DEFAULT_NAT_KEEPALIVE,
+            tcp_mss: DEFAULT_TCP_MSS,
+            tunnel_mtu: None,
             tunnels: Vec::new(),
         }
     }

@@ -1382,7 +1382,8 @@ enabled = false
             17,
             1,
             "ipsec.mode",
-            "unknown key `mode` in [ipsec]; allowed keys: replay_window, nat_keepalive, tunnels",
+            "unknown key `mode` in [ipsec]; allowed keys: replay_window, nat_keepalive, tcp_mss, \
+             tunnel_mtu, tunnels",
         );
         let errs = fx.errors_with("# alice's laptop\n", "[cloud]\nregion = 1\n");
         one(

@@ -495,7 +495,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
                     match r {
                         Ok(len) => {
                             let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
-                            gw.handle_tun_packet(&tun_buf[..len], &mut work, &mut io);
+                            gw.handle_tun_packet(&mut tun_buf[..len], &mut work, &mut io);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) => { tracing::warn!(error = %e, "tun recv"); break; }

@@ -1,4 +1,5 @@
-//! Wire formats: IKEv2 (RFC 7296), ESP (RFC 4303), the UDP 4500 demux (RFC 3948).
+//! Wire formats: IKEv2 (RFC 7296), ESP (RFC 4303), the UDP 4500 demux (RFC 3948),
+//! and the IPv4/TCP rewrites a router does on forwarded packets.
 //!
 //! Codecs only: no crypto, no state, no I/O. Each format comes as a zero-copy
 //! view over a byte buffer (`*Packet<T: AsRef<[u8]>>`, checked once by
@@ -13,6 +14,11 @@
 //!   (RFC 7296 3.2-3.14).
 //! - [`esp`]: the ESP header and trailer (RFC 4303 2).
 //! - [`natt`]: the port-4500 demux (RFC 3948 2.2, 2.3; RFC 7296 2.23).
+//! - [`tcp_mss`]: TCP MSS clamping of forwarded SYNs (RFC 9293 3.7.1, RFC 6691,
+//!   checksum by RFC 1624).
+//! - [`ipv4_frag`]: IPv4 fragmentation (RFC 791 3.2) and the ICMP
+//!   "fragmentation needed" error (RFC 792, RFC 1191 4) for packets too big
+//!   for a tunnel.
 //!
 //! Parsing never panics on any input: every length is checked against the
 //! buffer, and a length field that disagrees with it is an error
@@ -23,7 +29,9 @@ pub mod esp;
 pub mod ike;
 pub mod ike_enums;
 pub mod ike_payloads;
+pub mod ipv4_frag;
 pub mod natt;
+pub mod tcp_mss;
 
 #[cfg(test)]
 mod strongswan_tests;

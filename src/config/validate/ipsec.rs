@@ -16,15 +16,22 @@ use crate::config::model::{
     IpsecConfig, StartAction, TunnelConfig, DEFAULT_CHILD_LIFETIME, DEFAULT_DPD_INTERVAL,
     DEFAULT_DPD_TIMEOUT, DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_LIFETIME, DEFAULT_IKE_PROPOSALS,
     DEFAULT_NAT_KEEPALIVE, DEFAULT_REKEY_FUZZ, DEFAULT_REKEY_MARGIN, DEFAULT_REPLAY_WINDOW,
-    DEFAULT_TRAFFIC_SELECTOR, DEFAULT_TUNNEL_PRIORITY, INSIDE_CIDR_RANGE, MAX_CHILD_LIFETIME,
-    MAX_DPD_INTERVAL, MAX_DPD_TIMEOUT, MAX_IKE_LIFETIME, MAX_NAT_KEEPALIVE, MAX_REKEY_FUZZ,
-    MAX_REPLAY_WINDOW, MIN_LIFETIME, MIN_REPLAY_WINDOW,
+    DEFAULT_TCP_MSS, DEFAULT_TRAFFIC_SELECTOR, DEFAULT_TUNNEL_PRIORITY, INSIDE_CIDR_RANGE,
+    MAX_CHILD_LIFETIME, MAX_DPD_INTERVAL, MAX_DPD_TIMEOUT, MAX_IKE_LIFETIME, MAX_NAT_KEEPALIVE,
+    MAX_REKEY_FUZZ, MAX_REPLAY_WINDOW, MAX_TCP_MSS, MAX_TUNNEL_MTU, MIN_LIFETIME,
+    MIN_REPLAY_WINDOW, MIN_TCP_MSS, MIN_TUNNEL_MTU,
 };
 use crate::ike::proposal::{Proposal, Protocol};
 use crate::wire::Identity;
 
 /// Keys allowed in `[ipsec]`.
-pub(crate) const IPSEC_KEYS: &[&str] = &["replay_window", "nat_keepalive", "tunnels"];
+pub(crate) const IPSEC_KEYS: &[&str] = &[
+    "replay_window",
+    "nat_keepalive",
+    "tcp_mss",
+    "tunnel_mtu",
+    "tunnels",
+];
 /// Keys allowed in each `[[ipsec.tunnels]]` table.
 pub(crate) const TUNNEL_KEYS: &[&str] = &[
     "name",
@@ -133,6 +140,26 @@ impl Checker<'_> {
                 .map(|n| Duration::from_secs(n.unsigned_abs())),
             None => Some(DEFAULT_NAT_KEEPALIVE),
         };
+        let tcp_mss = match self.get(&t, "tcp_mss") {
+            Some(f) => self.u16_in(
+                &f,
+                MIN_TCP_MSS,
+                MAX_TCP_MSS,
+                "the TCP MSS of SYNs through the tunnels, in bytes",
+            ),
+            None => Some(DEFAULT_TCP_MSS),
+        };
+        let tunnel_mtu = match self.get(&t, "tunnel_mtu") {
+            Some(f) => self
+                .u16_in(
+                    &f,
+                    MIN_TUNNEL_MTU,
+                    MAX_TUNNEL_MTU,
+                    "the largest inner packet of a tunnel, in bytes",
+                )
+                .map(Some),
+            None => Some(None),
+        };
         let tunnels = match t.table.get_key_value("tunnels") {
             None => Some(Vec::new()),
             Some((k, item)) => {
@@ -160,6 +187,8 @@ impl Checker<'_> {
         Some(IpsecConfig {
             replay_window: replay_window?,
             nat_keepalive: nat_keepalive?,
+            tcp_mss: tcp_mss?,
+            tunnel_mtu: tunnel_mtu?,
             tunnels: tunnels?,
         })
     }
@@ -885,6 +914,8 @@ enabled = false
         assert_eq!(c.ipsec, IpsecConfig::default());
         assert_eq!(c.ipsec.replay_window, 1024);
         assert_eq!(c.ipsec.nat_keepalive, secs(20));
+        assert_eq!(c.ipsec.tcp_mss, 1379);
+        assert_eq!(c.ipsec.tunnel_mtu, None);
         assert!(c.ipsec.tunnels.is_empty());
         // An [ipsec] table without tunnels.
         let c = fx.parse(&format!("{}[ipsec]\n", &BASE[..end])).unwrap();
@@ -1648,6 +1679,33 @@ enabled = false
             "ipsec.nat_keepalive",
             "the NAT keepalive interval in seconds (0 = off) must be between 0 and 3600",
         );
+        let errs = fx.errors_with("nat_keepalive = 15", "nat_keepalive = 15\ntcp_mss = 1500");
+        one(
+            &errs,
+            14,
+            11,
+            "ipsec.tcp_mss",
+            "the TCP MSS of SYNs through the tunnels, in bytes must be between 536 and 1460, \
+             found 1500",
+        );
+        let errs = fx.errors_with(
+            "nat_keepalive = 15",
+            "nat_keepalive = 15\ntcp_mss = \"1379\"",
+        );
+        one(&errs, 14, 11, "ipsec.tcp_mss", "expected an integer");
+        let errs = fx.errors_with("nat_keepalive = 15", "nat_keepalive = 15\ntunnel_mtu = 500");
+        one(
+            &errs,
+            14,
+            14,
+            "ipsec.tunnel_mtu",
+            "the largest inner packet of a tunnel, in bytes must be between 576 and 1446, found 500",
+        );
+        let c = fx.parses_with(
+            "nat_keepalive = 15",
+            "nat_keepalive = 15\ntcp_mss = 1359\ntunnel_mtu = 1399",
+        );
+        assert_eq!((c.ipsec.tcp_mss, c.ipsec.tunnel_mtu), (1359, Some(1399)));
         let errs = fx.errors_with("force_encap = true", "force_encap = \"yes\"");
         one(
             &errs,
@@ -1690,7 +1748,8 @@ enabled = false
             14,
             1,
             "ipsec.mode",
-            "unknown key `mode` in [ipsec]; allowed keys: replay_window, nat_keepalive, tunnels",
+            "unknown key `mode` in [ipsec]; allowed keys: replay_window, nat_keepalive, tcp_mss, \
+             tunnel_mtu, tunnels",
         );
         let end = BASE.find("[ipsec]").unwrap();
         let errs = fx
