@@ -239,9 +239,15 @@ impl FirewallShell {
     /// an interface that cannot be found or a refusal stops the start.
     pub fn start(cfg: &Config) -> Result<FirewallShell, FirewallError> {
         let policy = Arc::new(Policy::compile(cfg));
-        check_nft()?;
         let mut applied = Applied::default();
-        applied.update(&policy)?;
+        match check_nft() {
+            Ok(()) => {
+                applied.update(&policy)?;
+            }
+            // Opted out and no nft: there is nothing to apply or remove.
+            Err(FirewallError::NftMissing) if !policy.enabled => {}
+            Err(e) => return Err(e),
+        }
         if policy.enabled {
             tracing::info!(
                 table = nft::TABLE,

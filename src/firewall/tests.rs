@@ -351,3 +351,20 @@ fn bad_firewall_tables_are_located_and_named() {
         );
     }
 }
+
+#[test]
+fn an_ipv6_wireguard_subnet_renders_per_family_as_the_golden_file() {
+    let f = Fixture {
+        base: Fixture::new()
+            .base
+            .replace("\"172.16.60.1/24\"", "\"fd00:60::1/64\"")
+            .replace("\"172.16.60.2\"", "\"fd00:60::2\"")
+            .replace("\"172.16.60.3\"", "\"fd00:60::3\""),
+        ..Fixture::new()
+    };
+    let text = f.policy(FULL).render(&ifs());
+    golden("ipv6-wg.nft", &text);
+    // bob (IPv6) can never reach aws (IPv4): the rule renders to nothing.
+    assert!(!text.contains("rule no-db-for-bob"), "{text}");
+    assert!(text.contains("ip6 saddr fd00:60::/64"), "{text}");
+}
