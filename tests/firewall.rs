@@ -131,21 +131,51 @@ fn route_probe_inside(t: &Topology) {
     }
 }
 
-/// What the WAN probe gets in: each of ping and TCP to the LAN host and to
-/// a laptop's address that succeeded (empty: nothing).
+/// What the WAN probe gets in: each of ping, TCP and UDP to the LAN host
+/// and to a laptop's address that was answered (empty: nothing). (A laptop
+/// drops what comes from outside its AllowedIPs and answers the WAN through
+/// its own link: the tests look at what the gateway sent it.)
 fn probe_gets_in(t: &Topology, laptop: Option<&str>) -> Vec<String> {
     let mut got = Vec::new();
-    let mut targets = vec![LAN_HOST.to_owned()];
-    targets.extend(laptop.map(str::to_owned));
-    for dst in &targets {
+    let mut targets = vec![LAN_HOST];
+    targets.extend(laptop);
+    for dst in targets {
         if t.nat.ping(dst, 2, 200, 1).received > 0 {
             got.push(format!("ping {dst}"));
         }
         if let Ok(src) = tcp(&t.nat, dst, 5432) {
             got.push(format!("tcp {dst}:5432 (seen from {src})"));
         }
+        if let Ok(src) = connect(&t.nat, dst, 5432, true, None) {
+            got.push(format!("udp {dst}:5432 (seen from {src})"));
+        }
     }
     got
+}
+
+/// The payload bytes the gateway sent to peer `name` through WireGuard.
+fn sent_to_peer(cfg: &GwConfig, ns: &Netns, name: &str) -> u64 {
+    let st = cfg.status_json(ns);
+    json_u64(
+        status_peer(&st, name).expect("peer in status"),
+        "tx_payload_bytes",
+    )
+}
+
+/// At most 20 of `ports` and how many there are.
+fn some(ports: &Value) -> String {
+    let v: Vec<String> = ports
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| p.to_string())
+        .collect();
+    format!(
+        "{} ports: {}{}",
+        v.len(),
+        v.iter().take(20).cloned().collect::<Vec<_>>().join(","),
+        if v.len() > 20 { ",..." } else { "" }
+    )
 }
 
 fn remove_firewall_table(cfg: &GwConfig) {
@@ -268,13 +298,19 @@ fn wan_probe_gets_nothing_in_while_the_lan_is_masqueraded_to_the_wan_and_not_to_
     assert_eq!(fw["enabled"].as_bool(), Some(true), "{fw:#}");
     assert_eq!(fw["interfaces"]["wan"].as_str(), Some("eth0"), "{fw:#}");
     assert_eq!(fw["interfaces"]["lan"].as_str(), Some("lan0"), "{fw:#}");
-    serve(&t.lan, &t.dir.path, "lan", "5432", "");
-    serve(&t.laptops[0], &t.dir.path, "alice", "5432", "");
+    serve(&t.lan, &t.dir.path, "lan", "5432", "5432");
+    serve(&t.laptops[0], &t.dir.path, "alice", "5432", "5432");
     serve(&t.nat, &t.dir.path, "wan", "8080", "");
     serve(t.vpc(), &t.dir.path, "vpc", "5432", "");
     route_probe_inside(t);
     let alice = lab.laptops[0].address();
+    let sent = sent_to_peer(&lab.cfg, &t.gw, "alice");
     let got = probe_gets_in(t, Some(&alice));
+    let sent_after = sent_to_peer(&lab.cfg, &t.gw, "alice");
+    assert_eq!(
+        sent, sent_after,
+        "the WAN probe's packets went through the tunnel to alice"
+    );
     assert!(got.is_empty(), "the WAN probe got in: {got:?}");
     let fw = firewall_status(&lab.cfg, &t.gw);
     assert!(counter(&fw, "kernel", "forward default drop") > 0, "{fw:#}");
@@ -368,7 +404,8 @@ fn scan_of_the_wan_address_finds_only_the_gateway_ports_ssh_from_and_the_port_fo
     assert_eq!(
         inside["tcp"],
         serde_json::json!([22, 8443]),
-        "TCP ports answering the ssh_from source {PROBE}"
+        "TCP ports answering the ssh_from source {PROBE}: {}",
+        some(&inside["tcp"])
     );
 
     // The port forward reaches the LAN server from its allowed source only.
@@ -527,7 +564,7 @@ fn refused_reloads_and_a_stopped_or_killed_daemon_keep_the_ruleset() {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
     let d = start_ipieced_env(&t.gw, &cfg, &[("IPIECE_NFT", wrapper.to_str().unwrap())]);
-    serve(&t.lan, &t.dir.path, "lan", "5432", "");
+    serve(&t.lan, &t.dir.path, "lan", "5432", "5432");
     route_probe_inside(&t);
     assert!(probe_gets_in(&t, None).is_empty());
     let table = nft_table(&t.gw).expect_ok().stdout;
