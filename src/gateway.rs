@@ -24,7 +24,9 @@
 //!   the path it came (RFC 1191), at most [`ICMP_ERRORS_PER_TICK`] per tick
 //!   (`Gateway::icmp_source` chooses its source address).
 
+use crate::config::firewall::Zone;
 use crate::config::{read_key_file, read_psk_file, Config, Key, StartAction};
+use crate::firewall::{Evaluator, Policy, RuleCounter};
 use crate::ike::IkeConfig;
 use crate::ipsec::{SealOutcome, TunnelSettings, TunnelStatus, Tunnels};
 use crate::wg::peers::ApplyReport;
@@ -297,6 +299,10 @@ pub struct GatewayStatus {
     /// `aws.sync_interval` is set (filled in by the shell).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<crate::aws::sync::AwsStatus>,
+    /// The firewall: interfaces, counters of the kernel ruleset and of the
+    /// core, the last refusal (filled in by the shell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<crate::firewall::FirewallStatus>,
 }
 
 /// The result of applying new settings.
@@ -324,6 +330,7 @@ pub struct Gateway {
     started: Instant,
     /// ICMP errors left to send in this tick.
     icmp_budget: u32,
+    firewall: Evaluator,
 }
 
 fn remote_table(prefixes: &[IpNet]) -> AllowedIps<()> {
@@ -347,7 +354,19 @@ impl Gateway {
             counters: GatewayCounters::default(),
             started: now,
             icmp_budget: ICMP_ERRORS_PER_TICK,
+            firewall: Evaluator::new(),
         }
+    }
+
+    /// Puts the firewall policy in force on the WireGuard <-> ESP path
+    /// (until the first call, that path is not filtered).
+    pub fn set_firewall(&mut self, policy: Arc<Policy>) {
+        self.firewall.set_policy(policy);
+    }
+
+    /// The core's firewall counters.
+    pub fn firewall_counters(&self) -> Vec<RuleCounter> {
+        self.firewall.counters()
     }
 
     /// The settings in force.
@@ -415,6 +434,9 @@ impl Gateway {
         if let Some(dst) = Tunn::dst_address(packet) {
             if self.remote.lookup(dst).is_some() {
                 // laptop -> VPC: straight into the tunnel, never via the kernel.
+                if !self.firewall.allow(Zone::Wg, Zone::Aws, packet) {
+                    return;
+                }
                 self.clamp(packet, self.settings.tcp_mss);
                 if let Some(icmp) = self.seal_into_tunnel(packet, io) {
                     self.send_back(&icmp, buf, io);
@@ -621,6 +643,9 @@ impl Gateway {
                 };
                 self.counters.esp_rx += 1;
                 let packet = &mut data[inner];
+                if self.firewall_blocks_vpc_to_laptop(packet) {
+                    return;
+                }
                 self.clamp(packet, self.settings.tcp_mss);
                 if Tunn::dst_address(packet).is_some_and(|d| self.peers.routes(d)) {
                     self.clamp(packet, self.laptop_mss());
@@ -633,6 +658,17 @@ impl Gateway {
                 io.write_tun(packet);
             }
             Err(_) => {}
+        }
+    }
+
+    /// VPC -> laptop never enters the kernel: the core applies the policy.
+    fn firewall_blocks_vpc_to_laptop(&mut self, packet: &[u8]) -> bool {
+        let subnet = self.settings.address.trunc();
+        match Tunn::dst_address(packet) {
+            Some(dst) if subnet.contains(&dst) && dst != self.settings.address.addr() => {
+                !self.firewall.allow(Zone::Aws, Zone::Wg, packet)
+            }
+            _ => false,
         }
     }
 
@@ -662,6 +698,7 @@ impl Gateway {
         self.icmp_budget = ICMP_ERRORS_PER_TICK;
         self.peers.tick(now, wall, buf, io);
         self.ipsec.tick(now, io);
+        self.firewall.tick(now);
     }
 
     /// Operator commands on a tunnel: `up`, `down`, `rekey`.
@@ -699,6 +736,7 @@ impl Gateway {
             counters: self.counters,
             tunnels: self.ipsec.status(now),
             aws: None,
+            firewall: None,
         }
     }
 
@@ -1302,7 +1340,7 @@ mod tests {
         );
         let mut queued = Wire::default();
         p.gw.handle_tun_packet(
-            &ipv4("172.16.4.10", "172.16.60.3", b"for bob"),
+            &mut ipv4("172.16.4.10", "172.16.60.3", b"for bob"),
             &mut p.buf,
             &mut queued,
         );
@@ -1348,12 +1386,12 @@ mod tests {
         // LAN -> alice still reaches alice; LAN -> bob goes nowhere.
         let mut wire = Wire::default();
         p.gw.handle_tun_packet(
-            &ipv4("172.16.4.10", "172.16.60.2", b"pong"),
+            &mut ipv4("172.16.4.10", "172.16.60.2", b"pong"),
             &mut p.buf,
             &mut wire,
         );
         p.gw.handle_tun_packet(
-            &ipv4("172.16.4.10", "172.16.60.3", b"bob?"),
+            &mut ipv4("172.16.4.10", "172.16.60.3", b"bob?"),
             &mut p.buf,
             &mut wire,
         );
