@@ -472,7 +472,11 @@ fn syns_are_clamped_and_big_packets_cross_the_tunnel_from_lan_and_laptop() {
 
     let st = cfg.status_json(&t.gw);
     eprintln!("gateway counters: {}", st["counters"]);
-    assert!(counter(&st, "mss_clamped") >= 4, "{}", st["counters"]);
+    // The laptop <-> VPC SYNs never enter the kernel: the core clamps them
+    // (the laptop's SYN towards the VPC, the VPC host's SYN towards the
+    // laptop). The LAN's SYNs cross the kernel's forward path, where the
+    // firewall's nft rules may already have clamped them.
+    assert!(counter(&st, "mss_clamped") >= 2, "{}", st["counters"]);
     assert!(
         counter(&st, "fragmented") >= 1,
         "the core fragmented no ping: {}",
