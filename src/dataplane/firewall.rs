@@ -129,6 +129,14 @@ pub fn counters() -> Vec<RuleCounter> {
     parse_counters(&json)
 }
 
+/// Reads the kernel's counters into `status` when the firewall is on.
+/// Blocks on `nft`: call it from a blocking task, never on the event loop.
+pub fn fill_kernel_counters(status: &mut FirewallStatus) {
+    if status.enabled {
+        status.kernel = counters();
+    }
+}
+
 /// The counters in `nft -j list table` output.
 pub fn parse_counters(json: &str) -> Vec<RuleCounter> {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
@@ -292,16 +300,14 @@ impl FirewallShell {
         self.applied.last_error = Some(why.to_owned());
     }
 
-    /// The status: the kernel's counters read now, the core's given.
+    /// The status with the core's counters given and the kernel's left
+    /// empty: they come from `nft`, a child process, which the event loop
+    /// must not wait for ([`fill_kernel_counters`] does it off the loop).
     pub fn status(&self, core: Vec<RuleCounter>) -> FirewallStatus {
         FirewallStatus {
             enabled: self.policy.enabled,
             interfaces: self.applied.interfaces.clone(),
-            kernel: if self.policy.enabled {
-                counters()
-            } else {
-                Vec::new()
-            },
+            kernel: Vec::new(),
             core,
             last_error: self.applied.last_error.clone(),
             warnings: if self.policy.enabled {

@@ -7,7 +7,7 @@ use crate::aws::sync::{Monitor, SyncReport};
 use crate::config::{Config, ConfigErrors};
 use crate::control::proto::{Request, Response, MAX_LINE};
 use crate::control::uapi;
-use crate::dataplane::firewall::{FirewallError, FirewallShell};
+use crate::dataplane::firewall::{fill_kernel_counters, FirewallError, FirewallShell};
 use crate::dataplane::kernel::{self, Routes};
 use crate::gateway::{Gateway, GatewayStatus, Io, Settings, UdpPort, TICK};
 use crate::wire::natt;
@@ -559,12 +559,22 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
             }
             Some(msg) = rx.recv() => match msg {
                 Ctl::Control(Request::Status, reply) => {
-                    let _ = reply.send(Response::Status(Box::new(aws.status(&gw, &fw))));
+                    // The kernel's counters come from `nft`: read them off
+                    // the event loop, which keeps forwarding meanwhile.
+                    let mut st = aws.status(&gw, &fw);
+                    tokio::task::spawn_blocking(move || {
+                        if let Some(f) = st.firewall.as_mut() {
+                            fill_kernel_counters(f);
+                        }
+                        let _ = reply.send(Response::Status(Box::new(st)));
+                    });
                 }
                 Ctl::Control(Request::Firewall, reply) => {
-                    let _ = reply.send(Response::Firewall {
-                        ruleset: fw.applied.text.clone(),
-                        status: Box::new(fw.status(gw.firewall_counters())),
+                    let ruleset = fw.applied.text.clone();
+                    let mut status = fw.status(gw.firewall_counters());
+                    tokio::task::spawn_blocking(move || {
+                        fill_kernel_counters(&mut status);
+                        let _ = reply.send(Response::Firewall { ruleset, status: Box::new(status) });
                     });
                 }
                 Ctl::Control(Request::Reload, reply) => {
