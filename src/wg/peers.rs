@@ -418,9 +418,14 @@ impl PeerTable {
             TunnResult::WriteToNetwork(reply) if proof == Proof::Unauthenticated => {
                 // A cookie reply from the noise layer's own load check: it
                 // goes to the source (that is its purpose), which proved
-                // nothing: no roaming, no flush.
-                self.counters.cookies_sent += 1;
-                io.send_udp(UdpPort::WireGuard, from, reply);
+                // nothing: no roaming, no flush. Nothing else is ever sent
+                // to an unauthenticated source.
+                if Kind::of_wire(reply) == Some(Kind::CookieReply) {
+                    self.counters.cookies_sent += 1;
+                    io.send_udp(UdpPort::WireGuard, from, reply);
+                } else {
+                    tracing::debug!(peer = %peer.settings.name, %from, "reply to an unauthenticated datagram withheld");
+                }
                 None
             }
             TunnResult::WriteToNetwork(reply) => {
