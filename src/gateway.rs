@@ -1174,6 +1174,20 @@ mod tests {
     }
 
     #[test]
+    fn mss_and_tunnel_mtu_apply_on_reload() {
+        let (mut p, gw_key, lap_key) = pair();
+        let mut s = settings(&gw_key, vec![peer("alice", &lap_key, "172.16.60.2")]);
+        s.tcp_mss = 1300;
+        s.tunnel_mtu = Some(1399);
+        let out = p.gw.apply(s, Instant::now(), &mut Wire::default());
+        assert!(out.restart_required.is_empty(), "{out:?}");
+        assert_eq!(
+            (p.gw.settings().tcp_mss, p.gw.settings().tunnel_mtu),
+            (1300, Some(1399))
+        );
+    }
+
+    #[test]
     fn bound_fields_need_a_restart() {
         let (mut p, gw_key, lap_key) = pair();
         let mut s = settings(&gw_key, vec![peer("alice", &lap_key, "172.16.60.2")]);
