@@ -696,14 +696,21 @@ impl Gateway {
             peers: self.peers.status(wall),
             wireguard: self.peers.counters(),
             counters: self.counters,
-            tunnels: self.ipsec.status(now),
+            tunnels: self.tunnel_status(now),
             aws: None,
         }
     }
 
-    /// The IPsec tunnels' status alone.
+    /// The IPsec tunnels' status alone; each tunnel's inner MTU is capped
+    /// by `ipsec.tunnel_mtu`, as the data path does.
     pub fn tunnel_status(&self, now: Instant) -> Vec<TunnelStatus> {
-        self.ipsec.status(now)
+        let mut st = self.ipsec.status(now);
+        if let Some(cap) = self.settings.tunnel_mtu {
+            for t in &mut st {
+                t.inner_mtu = t.inner_mtu.map(|m| m.min(usize::from(cap)));
+            }
+        }
+        st
     }
 }
 

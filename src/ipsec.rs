@@ -126,6 +126,11 @@ pub struct TunnelStatus {
     pub children: Vec<ChildSaStatus>,
     /// Totals over this tunnel's CHILD SAs, including removed ones.
     pub totals: ChildCounters,
+    /// The largest inner packet its active CHILD SA seals without the
+    /// datagram exceeding the outer MTU (after `ipsec.tunnel_mtu` in the
+    /// gateway's status); `None` without a CHILD SA.
+    #[serde(default)]
+    pub inner_mtu: Option<usize>,
 }
 
 struct Child {
@@ -254,6 +259,19 @@ impl Tunnel {
             .filter(|(_, c)| c.retire_at.is_none())
             .max_by_key(|(_, c)| c.installed)
             .map(|(i, _)| i)
+    }
+
+    /// [`Tunnels::inner_mtu`] for this tunnel's active CHILD SA.
+    fn inner_mtu(&self, outer_mtu: usize) -> Option<usize> {
+        let c = &self.children[self.active_child()?];
+        let outer_headers = if c.remote.is_ipv4() { 20 } else { 40 } + 8;
+        let budget = outer_mtu.checked_sub(outer_headers)?;
+        // sealed_len grows with the inner length and adds at least the ESP
+        // header: walk down from the budget (a few block sizes at most).
+        (0..=budget)
+            .rev()
+            .take(256)
+            .find(|&n| c.sa.sealed_len(n) <= budget)
     }
 
     fn schedule_retry(&mut self, now: Instant) {
@@ -492,18 +510,9 @@ impl Tunnels {
     /// ESP header, IV, padding, trailer and ICV of its negotiated algorithm,
     /// RFC 4303 2 and RFC 3948 2.1); `None` when no tunnel carries. With an
     /// outer MTU of 1500 this gives AWS's table: 1438 for AES-GCM and 1422
-    /// for AES-CBC with SHA-256 over NAT-T.
+    /// for AES-CBC with SHA-1 or SHA-256 over NAT-T.
     pub fn inner_mtu(&self, outer_mtu: usize) -> Option<usize> {
-        let t = &self.tunnels[self.carrying()?];
-        let c = &t.children[t.active_child()?];
-        let outer_headers = if c.remote.is_ipv4() { 20 } else { 40 } + 8;
-        let budget = outer_mtu.checked_sub(outer_headers)?;
-        // sealed_len grows with the inner length and adds at least the ESP
-        // header: walk down from the budget (a few block sizes at most).
-        (0..=budget)
-            .rev()
-            .take(256)
-            .find(|&n| c.sa.sealed_len(n) <= budget)
+        self.tunnels[self.carrying()?].inner_mtu(outer_mtu)
     }
 
     /// Whether an inner packet of `inner_len` bytes, sealed by the carrying
@@ -992,6 +1001,7 @@ impl Tunnels {
                         })
                         .collect(),
                     totals,
+                    inner_mtu: t.inner_mtu(crate::gateway::OUTER_MTU),
                 }
             })
             .collect()
@@ -1236,6 +1246,12 @@ mod tests {
             "the datagram fits the outer MTU"
         );
         assert_eq!(n.a.inner_mtu(1400), Some(1326));
+        let st = n.a.status(n.now);
+        assert_eq!(
+            st.iter().map(|t| t.inner_mtu).collect::<Vec<_>>(),
+            vec![Some(1422), Some(1422)],
+            "every tunnel with a CHILD SA, carrying or not"
+        );
     }
 
     #[test]

@@ -472,6 +472,12 @@ fn syns_are_clamped_and_big_packets_cross_the_tunnel_from_lan_and_laptop() {
 
     let st = cfg.status_json(&t.gw);
     eprintln!("gateway counters: {}", st["counters"]);
+    assert_eq!(
+        tunnel(&st, TUN)["inner_mtu"].as_u64(),
+        Some(TUNNEL_MTU as u64),
+        "status shows the tunnel MTU in force: {}",
+        tunnel(&st, TUN)
+    );
     assert!(counter(&st, "mss_clamped") >= 4, "{}", st["counters"]);
     assert!(
         counter(&st, "fragmented") >= 1,
