@@ -734,15 +734,22 @@ impl Gateway {
             peers: self.peers.status(wall),
             wireguard: self.peers.counters(),
             counters: self.counters,
-            tunnels: self.ipsec.status(now),
+            tunnels: self.tunnel_status(now),
             aws: None,
             firewall: None,
         }
     }
 
-    /// The IPsec tunnels' status alone.
+    /// The IPsec tunnels' status alone; each tunnel's inner MTU is capped
+    /// by `ipsec.tunnel_mtu`, as the data path does.
     pub fn tunnel_status(&self, now: Instant) -> Vec<TunnelStatus> {
-        self.ipsec.status(now)
+        let mut st = self.ipsec.status(now);
+        if let Some(cap) = self.settings.tunnel_mtu {
+            for t in &mut st {
+                t.inner_mtu = t.inner_mtu.map(|m| m.min(usize::from(cap)));
+            }
+        }
+        st
     }
 }
 
@@ -1230,6 +1237,20 @@ mod tests {
         let mut wire = Wire::default();
         p.gw.handle_tun_packet(&mut big(true), &mut p.buf, &mut wire);
         assert_eq!(wire.tun.len(), 1, "budget restored by the tick");
+    }
+
+    #[test]
+    fn mss_and_tunnel_mtu_apply_on_reload() {
+        let (mut p, gw_key, lap_key) = pair();
+        let mut s = settings(&gw_key, vec![peer("alice", &lap_key, "172.16.60.2")]);
+        s.tcp_mss = 1300;
+        s.tunnel_mtu = Some(1399);
+        let out = p.gw.apply(s, Instant::now(), &mut Wire::default());
+        assert!(out.restart_required.is_empty(), "{out:?}");
+        assert_eq!(
+            (p.gw.settings().tcp_mss, p.gw.settings().tunnel_mtu),
+            (1300, Some(1399))
+        );
     }
 
     #[test]

@@ -148,6 +148,11 @@ pub struct TunnelStatus {
     pub children: Vec<ChildSaStatus>,
     /// Totals over this tunnel's CHILD SAs, including removed ones.
     pub totals: ChildCounters,
+    /// The largest inner packet its active CHILD SA seals without the
+    /// datagram exceeding the outer MTU (after `ipsec.tunnel_mtu` in the
+    /// gateway's status); `None` without a CHILD SA.
+    #[serde(default)]
+    pub inner_mtu: Option<usize>,
 }
 
 struct Child {
@@ -496,6 +501,19 @@ impl Tunnel {
             .map(|(i, _)| i)
     }
 
+    /// [`Tunnels::inner_mtu`] for this tunnel's active CHILD SA.
+    fn inner_mtu(&self, outer_mtu: usize) -> Option<usize> {
+        let c = &self.children[self.active_child()?];
+        let outer_headers = if c.remote.is_ipv4() { 20 } else { 40 } + 8;
+        let budget = outer_mtu.checked_sub(outer_headers)?;
+        // sealed_len grows with the inner length and adds at least the ESP
+        // header: walk down from the budget (a few block sizes at most).
+        (0..=budget)
+            .rev()
+            .take(256)
+            .find(|&n| c.sa.sealed_len(n) <= budget)
+    }
+
     fn schedule_retry(&mut self, now: Instant) {
         if self.s.initiate && !self.admin_down {
             self.next_attempt = Some(now + self.backoff);
@@ -794,18 +812,9 @@ impl Tunnels {
     /// header, ESP header, IV, padding, trailer and ICV of its negotiated
     /// algorithm, RFC 4303 2 and RFC 3948 2.1); `None` when no tunnel
     /// carries it. With an outer MTU of 1500 this gives AWS's table: 1438
-    /// for AES-GCM and 1422 for AES-CBC with SHA-256 over NAT-T.
+    /// for AES-GCM and 1422 for AES-CBC with SHA-1 or SHA-256 over NAT-T.
     pub fn inner_mtu(&self, packet: &[u8], outer_mtu: usize) -> Option<usize> {
-        let t = &self.tunnels[self.carrying(packet)?];
-        let c = &t.children[t.active_child()?];
-        let outer_headers = if c.remote.is_ipv4() { 20 } else { 40 } + 8;
-        let budget = outer_mtu.checked_sub(outer_headers)?;
-        // sealed_len grows with the inner length and adds at least the ESP
-        // header: walk down from the budget (a few block sizes at most).
-        (0..=budget)
-            .rev()
-            .take(256)
-            .find(|&n| c.sa.sealed_len(n) <= budget)
+        self.tunnels[self.carrying(packet)?].inner_mtu(outer_mtu)
     }
 
     /// Whether `packet`, sealed by the tunnel that carries it, fits a
@@ -1338,6 +1347,7 @@ impl Tunnels {
                         })
                         .collect(),
                     totals,
+                    inner_mtu: t.inner_mtu(crate::gateway::OUTER_MTU),
                 }
             })
             .collect()
@@ -1666,6 +1676,12 @@ mod tests {
             "the datagram fits the outer MTU"
         );
         assert_eq!(n.a.inner_mtu(&p, 1400), Some(1326));
+        let st = n.a.status(n.now);
+        assert_eq!(
+            st.iter().map(|t| t.inner_mtu).collect::<Vec<_>>(),
+            vec![Some(1422), Some(1422)],
+            "every tunnel with a CHILD SA, carrying or not"
+        );
     }
 
     #[test]

@@ -472,6 +472,12 @@ fn syns_are_clamped_and_big_packets_cross_the_tunnel_from_lan_and_laptop() {
 
     let st = cfg.status_json(&t.gw);
     eprintln!("gateway counters: {}", st["counters"]);
+    assert_eq!(
+        tunnel(&st, TUN)["inner_mtu"].as_u64(),
+        Some(TUNNEL_MTU as u64),
+        "status shows the tunnel MTU in force: {}",
+        tunnel(&st, TUN)
+    );
     // The laptop <-> VPC SYNs never enter the kernel: the core clamps them
     // (the laptop's SYN towards the VPC, the VPC host's SYN towards the
     // laptop). The LAN's SYNs cross the kernel's forward path, where the

@@ -387,6 +387,7 @@ mod tests {
             last_error: None,
             children: Vec::new(),
             totals: ChildCounters::default(),
+            inner_mtu: None,
         }
     }
 

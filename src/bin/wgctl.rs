@@ -1202,12 +1202,15 @@ fn print_tunnel(t: &ipiece::ipsec::TunnelStatus) {
         |v: Option<u64>, none: &str| v.map(|s| format!("{s}s")).unwrap_or_else(|| none.into());
     if let (Some((i, r)), Some(suite)) = (&t.ike_spis, &t.ike_suite) {
         println!(
-            "    IKE {suite} SPIs {i}_i {r}_r, NAT-T {}{}, up {}, last rekey {}, last DPD answer {}",
+            "    IKE {suite} SPIs {i}_i {r}_r, NAT-T {}{}, up {}, last rekey {}, last DPD answer {}{}",
             if t.nat_t { "on" } else { "off" },
             if t.local_behind_nat { " (we are behind NAT)" } else { "" },
             secs(t.established_secs, "-"),
             secs(t.last_rekey_secs, "never"),
             secs(t.last_dpd_answer_secs, "never"),
+            t.inner_mtu
+                .map(|m| format!(", tunnel MTU {m}"))
+                .unwrap_or_default(),
         );
     }
     for c in &t.children {

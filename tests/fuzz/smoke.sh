@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 SECONDS_PER_TARGET=${1:-60}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/ipiece-ci/target}
-TARGETS="ike_message natt_demux esp_open inner_flow ike_responder wg_gateway"
+TARGETS="ike_message natt_demux esp_open inner_flow ike_responder wg_gateway tcp_mss_frag"
 
 echo "== building the fuzz targets (stable, uninstrumented)"
 cargo build --manifest-path tests/fuzz/Cargo.toml --bins
