@@ -569,9 +569,20 @@ fn refused_reloads_and_a_stopped_or_killed_daemon_keep_the_ruleset() {
     assert!(probe_gets_in(&t, None).is_empty());
     let table = nft_table(&t.gw).expect_ok().stdout;
 
+    let out = cfg.wgctl(&t.gw, &["firewall", "check"]);
+    assert!(
+        out.ok() && out.stdout.contains("firewall OK (1 rules"),
+        "{out}"
+    );
+
     // A file that fails validation: refused, named in status.
     let good = fs::read_to_string(&cfg.path).unwrap();
     fs::write(&cfg.path, good.replace("to = \"wg\"", "to = \"dmz\"")).unwrap();
+    let out = cfg.wgctl(&t.gw, &["firewall", "check"]);
+    assert!(
+        !out.ok() && out.stderr.contains("firewall.rules[0].to"),
+        "{out}"
+    );
     let out = cfg.wgctl(&t.gw, &["reload"]);
     assert!(
         !out.ok() && out.stderr.contains("`dmz` is not a zone"),
@@ -687,4 +698,29 @@ fn ipieced_refuses_to_start_without_interfaces_or_nft_and_says_what_to_set() {
             .trim(),
         "0"
     );
+    assert!(!nft_table(&ns).ok(), "a refused start left a table");
+
+    // The explicit opt-out needs no interfaces, and says so.
+    append(&cfg, "\n[firewall]\nenabled = false\n");
+    let out = wgctl_at(&cfg.path, &["check"]);
+    assert!(
+        out.stdout.contains("warning: firewall.enabled = false"),
+        "{out}"
+    );
+    let _d = start_ipieced(&ns, &cfg);
+    let fw = firewall_status(&cfg, &ns);
+    assert_eq!(fw["enabled"].as_bool(), Some(false), "{fw:#}");
+    assert!(
+        fw["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("filters nothing")),
+        "{fw:#}"
+    );
+    let out = cfg.wgctl(&ns, &["status"]);
+    assert!(
+        out.stdout.contains("firewall: DISABLED")
+            && out.stdout.contains("warning: firewall.enabled = false"),
+        "{out}"
+    );
+    assert!(!nft_table(&ns).ok(), "opted out, yet a table");
 }
