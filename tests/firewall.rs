@@ -12,7 +12,8 @@
 //! The acceptance points shown here:
 //! - the WAN probe reaches no LAN host and no laptop; the LAN host reaches
 //!   the WAN through masquerade and the VPC without NAT (no [firewall]
-//!   table: the interfaces come from the routes);
+//!   table: the interfaces come from the routes); the kernel path clamps
+//!   the MSS of SYNs to and from the VPC (1379) and the laptops (MTU - 40);
 //! - a scan of the WAN address finds only UDP 51821/500/4500 (accepted, by
 //!   their counter) and TCP 22 from an `ssh_from` source; a port forward
 //!   works from its allowed source only;
@@ -178,6 +179,46 @@ fn some(ports: &Value) -> String {
     )
 }
 
+/// The MSS of the first TCP SYN from `src` that `ns` sees on `ifname` while
+/// `src_ns` connects to `dst:port` (tcpdump, bounded).
+fn syn_mss(
+    ns: &Netns,
+    ifname: &str,
+    src_ns: &Netns,
+    src: &str,
+    dst: &str,
+    port: u16,
+    dir: &Path,
+) -> Option<u32> {
+    let log = dir.join(format!("syn-{}-{ifname}-{src}.log", ns.name));
+    let filter = format!("src host {src} and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn");
+    let pid = ns.spawn(
+        "tcpdump syn",
+        "tcpdump",
+        &["-i", ifname, "-n", "-l", "-v", "-c", "1", &filter],
+        &[],
+        &log,
+    );
+    let listening = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        fs::read_to_string(&log).is_ok_and(|t| t.contains("listening on"))
+    });
+    assert!(
+        listening,
+        "tcpdump did not start in {}:\n{}",
+        ns.name,
+        tail(&log, 10)
+    );
+    let _ = tcp(src_ns, dst, port);
+    let _ = ns.wait_exit(pid, Duration::from_secs(5));
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    let at = text.find("mss ")? + 4;
+    text[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn remove_firewall_table(cfg: &GwConfig) {
     let text = fs::read_to_string(&cfg.path).unwrap();
     let mut doc: toml_edit::DocumentMut = text.parse().unwrap();
@@ -330,6 +371,42 @@ fn wan_probe_gets_nothing_in_while_the_lan_is_masqueraded_to_the_wan_and_not_to_
     // The laptop reaches the LAN and the VPC with its own address.
     assert_eq!(tcp(&t.laptops[0], LAN_HOST, 5432), Ok(alice.clone()));
     assert_eq!(tcp(&t.laptops[0], VPC_HOST, 5432), Ok(alice.clone()));
+
+    // The kernel path clamps the MSS of SYNs to and from the tunnels: at
+    // most 1379 for the VPC, the WireGuard MTU - 40 for the laptops (the
+    // hosts' own MSS is 1460).
+    serve(&t.lan, &t.dir.path, "lan-mss", "5433", "");
+    serve(&t.laptops[0], &t.dir.path, "alice-mss", "5433", "");
+    let d = &t.dir.path;
+    let cases = [
+        (
+            "LAN -> VPC",
+            syn_mss(t.vpc(), "eth0", &t.lan, LAN_HOST, VPC_HOST, 5432, d),
+            1379,
+        ),
+        (
+            "VPC -> LAN",
+            syn_mss(&t.lan, "eth0", t.vpc(), VPC_HOST, LAN_HOST, 5433, d),
+            1379,
+        ),
+        (
+            "LAN -> laptop",
+            syn_mss(
+                &t.laptops[0],
+                &lab.laptops[0].ifname,
+                &t.lan,
+                LAN_HOST,
+                &alice,
+                5433,
+                d,
+            ),
+            1380,
+        ),
+    ];
+    for (what, mss, max) in cases {
+        let mss = mss.unwrap_or_else(|| panic!("{what}: no SYN with an MSS captured"));
+        assert!(mss <= max, "{what}: SYN with MSS {mss} > {max}");
+    }
     let _ = &lab.charon;
 }
 
