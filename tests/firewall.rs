@@ -12,7 +12,8 @@
 //! The acceptance points shown here:
 //! - the WAN probe reaches no LAN host and no laptop; the LAN host reaches
 //!   the WAN through masquerade and the VPC without NAT (no [firewall]
-//!   table: the interfaces come from the routes);
+//!   table: the interfaces come from the routes); the kernel path clamps
+//!   the MSS of SYNs to and from the VPC (1379) and the laptops (MTU - 40);
 //! - a scan of the WAN address finds only UDP 51821/500/4500 (accepted, by
 //!   their counter) and TCP 22 from an `ssh_from` source; a port forward
 //!   works from its allowed source only;
@@ -20,6 +21,9 @@
 //!   and the core gives the evaluator's verdicts; a `peer:NAME` rule stops
 //!   that laptop's TCP 5432 to the VPC (core counter) and to the LAN
 //!   (kernel counter), not the other laptop's nor the LAN host's;
+//! - every zone pair (wan, lan, wg, aws) with rules of every kind, through
+//!   a router namespace holding the rendered ruleset and through the
+//!   evaluator: the same verdict in every cell;
 //! - reloads refused by validation and by nft keep the old ruleset (the
 //!   probe still fails) and status names the error; after SIGTERM and
 //!   SIGKILL the probe still gets nothing in;
@@ -178,6 +182,46 @@ fn some(ports: &Value) -> String {
     )
 }
 
+/// The MSS of the first TCP SYN from `src` that `ns` sees on `ifname` while
+/// `src_ns` connects to `dst:port` (tcpdump, bounded).
+fn syn_mss(
+    ns: &Netns,
+    ifname: &str,
+    src_ns: &Netns,
+    src: &str,
+    dst: &str,
+    port: u16,
+    dir: &Path,
+) -> Option<u32> {
+    let log = dir.join(format!("syn-{}-{ifname}-{src}.log", ns.name));
+    let filter = format!("src host {src} and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn");
+    let pid = ns.spawn(
+        "tcpdump syn",
+        "tcpdump",
+        &["-i", ifname, "-n", "-l", "-v", "-c", "1", &filter],
+        &[],
+        &log,
+    );
+    let listening = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        fs::read_to_string(&log).is_ok_and(|t| t.contains("listening on"))
+    });
+    assert!(
+        listening,
+        "tcpdump did not start in {}:\n{}",
+        ns.name,
+        tail(&log, 10)
+    );
+    let _ = tcp(src_ns, dst, port);
+    let _ = ns.wait_exit(pid, Duration::from_secs(5));
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    let at = text.find("mss ")? + 4;
+    text[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn remove_firewall_table(cfg: &GwConfig) {
     let text = fs::read_to_string(&cfg.path).unwrap();
     let mut doc: toml_edit::DocumentMut = text.parse().unwrap();
@@ -330,6 +374,42 @@ fn wan_probe_gets_nothing_in_while_the_lan_is_masqueraded_to_the_wan_and_not_to_
     // The laptop reaches the LAN and the VPC with its own address.
     assert_eq!(tcp(&t.laptops[0], LAN_HOST, 5432), Ok(alice.clone()));
     assert_eq!(tcp(&t.laptops[0], VPC_HOST, 5432), Ok(alice.clone()));
+
+    // The kernel path clamps the MSS of SYNs to and from the tunnels: at
+    // most 1379 for the VPC, the WireGuard MTU - 40 for the laptops (the
+    // hosts' own MSS is 1460).
+    serve(&t.lan, &t.dir.path, "lan-mss", "5433", "");
+    serve(&t.laptops[0], &t.dir.path, "alice-mss", "5433", "");
+    let d = &t.dir.path;
+    let cases = [
+        (
+            "LAN -> VPC",
+            syn_mss(t.vpc(), "eth0", &t.lan, LAN_HOST, VPC_HOST, 5432, d),
+            1379,
+        ),
+        (
+            "VPC -> LAN",
+            syn_mss(&t.lan, "eth0", t.vpc(), VPC_HOST, LAN_HOST, 5433, d),
+            1379,
+        ),
+        (
+            "LAN -> laptop",
+            syn_mss(
+                &t.laptops[0],
+                &lab.laptops[0].ifname,
+                &t.lan,
+                LAN_HOST,
+                &alice,
+                5433,
+                d,
+            ),
+            1380,
+        ),
+    ];
+    for (what, mss, max) in cases {
+        let mss = mss.unwrap_or_else(|| panic!("{what}: no SYN with an MSS captured"));
+        assert!(mss <= max, "{what}: SYN with MSS {mss} > {max}");
+    }
     let _ = &lab.charon;
 }
 
@@ -569,9 +649,20 @@ fn refused_reloads_and_a_stopped_or_killed_daemon_keep_the_ruleset() {
     assert!(probe_gets_in(&t, None).is_empty());
     let table = nft_table(&t.gw).expect_ok().stdout;
 
+    let out = cfg.wgctl(&t.gw, &["firewall", "check"]);
+    assert!(
+        out.ok() && out.stdout.contains("firewall OK (1 rules"),
+        "{out}"
+    );
+
     // A file that fails validation: refused, named in status.
     let good = fs::read_to_string(&cfg.path).unwrap();
     fs::write(&cfg.path, good.replace("to = \"wg\"", "to = \"dmz\"")).unwrap();
+    let out = cfg.wgctl(&t.gw, &["firewall", "check"]);
+    assert!(
+        !out.ok() && out.stderr.contains("firewall.rules[0].to"),
+        "{out}"
+    );
     let out = cfg.wgctl(&t.gw, &["reload"]);
     assert!(
         !out.ok() && out.stderr.contains("`dmz` is not a zone"),
@@ -686,5 +777,224 @@ fn ipieced_refuses_to_start_without_interfaces_or_nft_and_says_what_to_set() {
             .stdout
             .trim(),
         "0"
+    );
+    assert!(!nft_table(&ns).ok(), "a refused start left a table");
+
+    // The explicit opt-out needs no interfaces, and says so.
+    append(&cfg, "\n[firewall]\nenabled = false\n");
+    let out = wgctl_at(&cfg.path, &["check"]);
+    assert!(
+        out.stdout.contains("warning: firewall.enabled = false"),
+        "{out}"
+    );
+    let _d = start_ipieced(&ns, &cfg);
+    let fw = firewall_status(&cfg, &ns);
+    assert_eq!(fw["enabled"].as_bool(), Some(false), "{fw:#}");
+    assert!(
+        fw["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("filters nothing")),
+        "{fw:#}"
+    );
+    let out = cfg.wgctl(&ns, &["status"]);
+    assert!(
+        out.stdout.contains("firewall: DISABLED")
+            && out.stdout.contains("warning: firewall.enabled = false"),
+        "{out}"
+    );
+    assert!(!nft_table(&ns).ok(), "opted out, yet a table");
+}
+
+// ------------------------------------------------- renderer vs evaluator --
+
+/// Rules for the full matrix: every kind of `from`/`to` (zone, CIDR, alias,
+/// peer), every action, on zone pairs the core and the kernel both see.
+const MATRIX_RULES: &str = r#"
+[firewall.aliases]
+office = ["192.168.1.1"]
+
+[[firewall.rules]]
+name = "office-ssh-to-lan"
+from = "office"
+to = "lan"
+proto = "tcp"
+ports = [22]
+action = "accept"
+
+[[firewall.rules]]
+name = "bob-web-out"
+from = "peer:bob"
+to = "wan"
+proto = "tcp"
+ports = [80]
+action = "accept"
+
+[[firewall.rules]]
+name = "no-vpc-ssh-from-lan"
+from = "lan"
+to = "10.0.1.10/32"
+proto = "tcp"
+ports = ["20-22"]
+action = "drop"
+
+[[firewall.rules]]
+name = "no-db-for-alice"
+from = "peer:alice"
+to = "aws"
+proto = "tcp"
+ports = [5432]
+action = "reject"
+
+[[firewall.rules]]
+name = "vpc-to-laptops-only-ssh"
+from = "aws"
+to = "wg"
+proto = "tcp"
+ports = [80, 5432]
+action = "drop"
+"#;
+
+/// One policy, every zone pair through the real kernel nftables and through
+/// the core's evaluator: the same verdict in every cell. The kernel side is
+/// a router namespace with the rendered ruleset, its WAN, LAN and a veth
+/// named like the TUN behind which the laptops' and the VPC's addresses
+/// live, so that even laptop <-> VPC (which in ipieced never enters the
+/// kernel) crosses the forward chain here.
+#[test]
+fn every_cell_of_the_matrix_gets_the_same_verdict_from_nftables_and_the_evaluator() {
+    if !need_root("every_cell_of_the_matrix") {
+        return;
+    }
+    let dir = TempDir::new("fwmatrix");
+    let cfg = GwConfig::init(&dir.join("etc"), NAT_WAN);
+    for (name, ip) in [("alice", "172.16.60.2"), ("bob", "172.16.60.3")] {
+        let conf = dir.join(&format!("{name}.conf"));
+        let out = wgctl_at(
+            &cfg.path,
+            &[
+                "add-peer",
+                name,
+                "--ip",
+                ip,
+                "--output",
+                conf.to_str().unwrap(),
+            ],
+        );
+        assert!(out.ok(), "add-peer {name}: {out}");
+    }
+    append(&cfg, MATRIX_RULES);
+    let policy = std::sync::Arc::new(Policy::compile(&Config::load(&cfg.path).expect("config")));
+
+    let r = Netns::new("r");
+    let wan = Netns::new("wan");
+    let lan = Netns::new("lan");
+    let side = Netns::new("tside");
+    let wg = Netns::new("wg");
+    let vpc = Netns::new("vpc");
+    r.sysctl("net.ipv4.ip_forward", "1");
+    for k in ["all", "default"] {
+        r.sysctl(&format!("net.ipv4.conf.{k}.send_redirects"), "0");
+        r.sysctl(&format!("net.ipv4.conf.{k}.rp_filter"), "0");
+    }
+    r.veth("eth0", &wan, "eth0");
+    r.ip("addr add 192.168.1.2/24 dev eth0");
+    wan.ip("addr add 192.168.1.1/24 dev eth0");
+    wan.ip("route add default via 192.168.1.2");
+    r.veth("lan0", &lan, "eth0");
+    r.ip("addr add 172.16.4.1/24 dev lan0");
+    lan.ip(&format!("addr add {LAN_HOST}/24 dev eth0"));
+    lan.ip("route add default via 172.16.4.1");
+    side.ip("link add br0 type bridge");
+    side.ip("link set br0 up");
+    r.veth(&cfg.tun, &side, "r");
+    wg.veth("eth0", &side, "w");
+    vpc.veth("eth0", &side, "v");
+    for p in ["r", "w", "v"] {
+        side.ip(&format!("link set {p} master br0"));
+    }
+    r.ip(&format!("addr add 172.16.60.1/24 dev {}", cfg.tun));
+    r.ip(&format!("route add {VPC_CIDR} dev {}", cfg.tun));
+    for a in ["172.16.60.2/24", "172.16.60.3/24"] {
+        wg.ip(&format!("addr add {a} dev eth0"));
+    }
+    wg.ip("route add default via 172.16.60.1");
+    vpc.ip(&format!("addr add {VPC_HOST}/16 dev eth0"));
+    vpc.ip("route add default via 172.16.60.1 dev eth0 onlink");
+    for ns in [&wg, &vpc] {
+        ns.sysctl("net.ipv4.conf.all.accept_redirects", "0");
+        ns.sysctl("net.ipv4.conf.eth0.accept_redirects", "0");
+    }
+    let text = policy.render(&ipiece::firewall::Interfaces {
+        wan: "eth0".into(),
+        lan: "lan0".into(),
+    });
+    r.exec_input("nft", &["-f", "-"], text.as_bytes())
+        .expect_ok();
+    for (ns, tag) in [(&wan, "wan"), (&lan, "lan"), (&wg, "wg"), (&vpc, "vpc")] {
+        serve(ns, &dir.path, tag, "22,80,5432", "");
+    }
+
+    let hosts: [(&str, &Netns, &str, Zone); 5] = [
+        ("wan", &wan, "192.168.1.1", Zone::Wan),
+        ("lan", &lan, LAN_HOST, Zone::Lan),
+        ("alice", &wg, "172.16.60.2", Zone::Wg),
+        ("bob", &wg, "172.16.60.3", Zone::Wg),
+        ("vpc", &vpc, VPC_HOST, Zone::Aws),
+    ];
+    let mut eval = ipiece::firewall::Evaluator::new();
+    eval.set_policy(policy.clone());
+    let script = netprobe();
+    let (mut cells, mut accepted, mut wrong) = (0, 0, Vec::new());
+    for (sname, sns, saddr, szone) in &hosts {
+        let dsts: Vec<_> = hosts.iter().filter(|d| d.1.name != sns.name).collect();
+        let targets: Vec<String> = dsts
+            .iter()
+            .flat_map(|d| [22u16, 80, 5432].map(|p| format!("{}:{p}", d.2)))
+            .collect();
+        let mut args = vec![script.to_str().unwrap(), "connect-many", "--bind", saddr];
+        args.extend(targets.iter().map(String::as_str));
+        let out = sns.exec_t("python3", &args, Duration::from_secs(20));
+        let got: Value = serde_json::from_str(out.stdout.trim())
+            .unwrap_or_else(|e| panic!("connect-many: {e}: {out}"));
+        for (dname, _, daddr, dzone) in dsts {
+            for port in [22u16, 80, 5432] {
+                let mut pkt = vec![0u8; 40];
+                pkt[0] = 0x45;
+                pkt[9] = 6;
+                pkt[12..16].copy_from_slice(&saddr.parse::<std::net::Ipv4Addr>().unwrap().octets());
+                pkt[16..20].copy_from_slice(&daddr.parse::<std::net::Ipv4Addr>().unwrap().octets());
+                pkt[20..22].copy_from_slice(&40000u16.to_be_bytes());
+                pkt[22..24].copy_from_slice(&port.to_be_bytes());
+                let want = eval.allow(*szone, *dzone, &pkt);
+                let kernel = got[format!("{daddr}:{port}")].as_bool() == Some(true);
+                cells += 1;
+                accepted += usize::from(kernel);
+                if want != kernel {
+                    wrong.push(format!(
+                        "{sname} ({szone}) -> {dname} ({dzone}):{port}: evaluator {}, nftables {}",
+                        if want { "accept" } else { "drop" },
+                        if kernel { "accept" } else { "drop" }
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {cells} cells differ:\n{}\nruleset:\n{text}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    // Both verdicts occur: the matrix is not all-accept or all-drop.
+    assert!(
+        accepted > 10 && accepted < cells - 10,
+        "{accepted} of {cells} accepted"
+    );
+    let counters = eval.counters();
+    assert!(
+        counters
+            .iter()
+            .all(|c| !c.name.starts_with("rule ") || c.packets > 0),
+        "a rule never matched: {counters:?}"
     );
 }

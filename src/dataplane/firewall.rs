@@ -221,14 +221,24 @@ impl Applied {
     /// Renders `policy` and applies it when the text differs from the one
     /// in force. On refusal nothing changes (and the error is returned).
     pub fn update(&mut self, policy: &Policy) -> Result<bool, FirewallError> {
-        let ifs = interfaces(policy)?;
+        let ifs = if policy.enabled {
+            // A route that went away since the start does not unname an
+            // interface in force.
+            interfaces(policy).or_else(|e| self.interfaces.clone().ok_or(e))?
+        } else {
+            // Opted out: the transaction only removes the table.
+            Interfaces {
+                wan: String::new(),
+                lan: String::new(),
+            }
+        };
         let text = policy.render(&ifs);
         if text == self.text {
             return Ok(false);
         }
         apply(&text)?;
         self.text = text;
-        self.interfaces = Some(ifs);
+        self.interfaces = policy.enabled.then_some(ifs);
         Ok(true)
     }
 }

@@ -473,35 +473,33 @@ impl Policy {
             "type nat hook prerouting priority dstnat; policy accept;",
         );
         for f in &self.forwards {
-            let fam = if f.to.is_ipv4() { "ip" } else { "ip6" };
-            let from = SideMatch {
-                iface: Some(ifs.wan.clone()),
-                nets: (!f.from.is_empty()).then(|| f.from.clone()),
+            let (fam, nfproto) = if f.to.is_ipv4() {
+                (Fam::V4, "ipv4")
+            } else {
+                (Fam::V6, "ipv6")
             };
-            let any = SideMatch {
-                iface: None,
-                nets: None,
-            };
+            let mut l = format!("iifname \"{}\" ", ifs.wan);
+            if f.from.is_empty() {
+                // Without an address match, the family comes from nfproto.
+                l = format!("meta nfproto {nfproto} {l}");
+            } else if of_fam(&f.from, fam) {
+                let _ = write!(l, "{} saddr {} ", fam.kw(), set(&f.from, fam));
+            } else {
+                // No allowed source of the inside host's family: never matches.
+                continue;
+            }
             let to = match f.to {
                 std::net::SocketAddr::V4(a) => a.to_string(),
                 std::net::SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
             };
-            let tail = format!("counter dnat {fam} to {to} comment \"forward {}\"", f.name);
-            for l in self.lines(from, any, f.proto, &[(f.port, f.port)], &tail) {
-                // A forward to an IPv4 host only matches IPv4 (and so on).
-                if (fam == "ip" && l.contains("ip6 ")) || (fam == "ip6" && l.contains("ip saddr")) {
-                    continue;
-                }
-                let l = if l.contains(" saddr ") {
-                    l
-                } else {
-                    format!(
-                        "meta nfproto {} {l}",
-                        if fam == "ip" { "ipv4" } else { "ipv6" }
-                    )
-                };
-                pre.line(&l);
-            }
+            l.push_str(&proto_match(f.proto, &[(f.port, f.port)], Some(fam)));
+            let _ = write!(
+                l,
+                "counter dnat {} to {to} comment \"forward {}\"",
+                fam.kw(),
+                f.name
+            );
+            pre.line(&l);
         }
         let mut post = Chain::new(
             "srcnat",
