@@ -283,6 +283,8 @@ t_ova_structure() {
   echo "check-ova.py rejects a tampered manifest and a package without the .ovf first"
 }
 run_test ova-structure t_ova_structure
+# the disk for the boots, also when IPIECE_VM_TESTS skipped ova-structure
+ls "$EX"/*.vmdk >/dev/null 2>&1 || tar -xf "$OVA" -C "$EX" --wildcards '*.vmdk'
 VMDK=$(ls "$EX"/*.vmdk 2>/dev/null | head -n 1)
 
 # ------------------------------------------------------------- qemu -------
@@ -587,6 +589,7 @@ t_wan_scan() {
     || { why "ssh from 198.51.100.1 (in ssh_from) failed: $(tail -n 2 <<<"$out" | tr '\n' ' ')"; stop_vm; return 1; }
   echo "$out"
   grep -qx 'sysctl=ok' <<<"$out" || { why "could not lift the VM's ICMP rate limits"; ok=0; }
+  grep -qx 'nft table inet ipiece' <<<"$out" || { why "no nftables table inet ipiece in the VM (ipieced's firewall)"; ok=0; }
   grep -qE '^listen tcp +LISTEN .* (0\.0\.0\.0|\*|\[::\]):22 ' <<<"$out" || { why "sshd does not listen on TCP 22"; ok=0; }
   # ICMP echo (rate-limited, not closed)
   ip netns exec "$NS_WAN" ping -c 3 -i 0.5 -W 2 198.51.100.2 >"$WORK/wan-ping.txt" 2>&1
