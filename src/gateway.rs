@@ -12,7 +12,9 @@
 //! - anything for the remote prefixes (the AWS VPC) is counted as unrouted
 //!   until an IPsec tunnel carries it, instead of bouncing through the kernel.
 
+use crate::config::firewall::Zone;
 use crate::config::{read_key_file, read_psk_file, Config, Key, StartAction};
+use crate::firewall::{Evaluator, Policy, RuleCounter};
 use crate::ike::IkeConfig;
 use crate::ipsec::{SealOutcome, TunnelSettings, TunnelStatus, Tunnels};
 use crate::wg::peers::ApplyReport;
@@ -249,6 +251,10 @@ pub struct GatewayStatus {
     /// `aws.sync_interval` is set (filled in by the shell).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<crate::aws::sync::AwsStatus>,
+    /// The firewall: interfaces, counters of the kernel ruleset and of the
+    /// core, the last refusal (filled in by the shell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<crate::firewall::FirewallStatus>,
 }
 
 /// The result of applying new settings.
@@ -274,6 +280,7 @@ pub struct Gateway {
     remote: AllowedIps<()>,
     counters: GatewayCounters,
     started: Instant,
+    firewall: Evaluator,
 }
 
 fn remote_table(prefixes: &[IpNet]) -> AllowedIps<()> {
@@ -296,7 +303,19 @@ impl Gateway {
             settings,
             counters: GatewayCounters::default(),
             started: now,
+            firewall: Evaluator::new(),
         }
+    }
+
+    /// Puts the firewall policy in force on the WireGuard <-> ESP path
+    /// (until the first call, that path is not filtered).
+    pub fn set_firewall(&mut self, policy: Arc<Policy>) {
+        self.firewall.set_policy(policy);
+    }
+
+    /// The core's firewall counters.
+    pub fn firewall_counters(&self) -> Vec<RuleCounter> {
+        self.firewall.counters()
     }
 
     /// The settings in force.
@@ -362,6 +381,9 @@ impl Gateway {
         if let Some(dst) = Tunn::dst_address(packet) {
             if self.remote.lookup(dst).is_some() {
                 // laptop -> VPC: straight into the tunnel, never via the kernel.
+                if !self.firewall.allow(Zone::Wg, Zone::Aws, packet) {
+                    return;
+                }
                 self.seal_into_tunnel(packet, io);
                 return;
             }
@@ -414,6 +436,9 @@ impl Gateway {
                 };
                 self.counters.esp_rx += 1;
                 let packet = &data[inner];
+                if self.firewall_blocks_vpc_to_laptop(packet) {
+                    return;
+                }
                 if self.peers.handle_packet(packet, buf, io) {
                     return;
                 }
@@ -421,6 +446,17 @@ impl Gateway {
                 io.write_tun(packet);
             }
             Err(_) => {}
+        }
+    }
+
+    /// VPC -> laptop never enters the kernel: the core applies the policy.
+    fn firewall_blocks_vpc_to_laptop(&mut self, packet: &[u8]) -> bool {
+        let subnet = self.settings.address.trunc();
+        match Tunn::dst_address(packet) {
+            Some(dst) if subnet.contains(&dst) && dst != self.settings.address.addr() => {
+                !self.firewall.allow(Zone::Aws, Zone::Wg, packet)
+            }
+            _ => false,
         }
     }
 
@@ -440,6 +476,7 @@ impl Gateway {
     pub fn tick(&mut self, now: Instant, wall: SystemTime, buf: &mut [u8], io: &mut impl Io) {
         self.peers.tick(now, wall, buf, io);
         self.ipsec.tick(now, io);
+        self.firewall.tick(now);
     }
 
     /// Operator commands on a tunnel: `up`, `down`, `rekey`.
@@ -477,6 +514,7 @@ impl Gateway {
             counters: self.counters,
             tunnels: self.ipsec.status(now),
             aws: None,
+            firewall: None,
         }
     }
 

@@ -8,6 +8,8 @@
 //!   allowed IPs both ways, roaming), client-config rendering.
 //! - [`gateway`]: the sans-IO core joining peers and routes: datagrams, TUN
 //!   packets, ticks and config changes in; datagrams, TUN packets, events out.
+//! - [`firewall`]: the firewall and NAT policy, its nftables rendering and
+//!   its in-core evaluator for the WireGuard <-> ESP path.
 //! - [`dataplane`]: the thin tokio shell (UDP, TUN, timers, signals).
 //! - [`control`]: the JSON control protocol over a Unix socket, and the
 //!   WireGuard cross-platform userspace API (`wg show`).
@@ -19,6 +21,7 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod esp;
+pub mod firewall;
 pub mod gateway;
 pub mod ike;
 pub mod ipsec;

@@ -128,6 +128,25 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AwsCmd,
     },
+    /// The firewall and NAT ([firewall] in the config file).
+    Firewall {
+        #[command(subcommand)]
+        cmd: FirewallCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FirewallCmd {
+    /// The nftables ruleset and its counters: the running daemon's, else
+    /// the one the config file renders to.
+    Show {
+        /// Machine-readable output (status and ruleset).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the config file and ask the kernel whether it would take
+    /// the ruleset (`nft -c`; changes nothing).
+    Check,
 }
 
 #[derive(Subcommand, Debug)]
@@ -226,8 +245,17 @@ fn run(cli: &Cli) -> Result<()> {
                 cfg.peers.len(),
                 cfg.peers.iter().filter(|p| p.enabled).count()
             );
+            if !cfg.firewall.enabled {
+                println!("warning: {}", ipiece::firewall::DISABLED_WARNING);
+            }
             Ok(())
         }
+        Cmd::Firewall {
+            cmd: FirewallCmd::Show { json },
+        } => firewall_show(path, *json),
+        Cmd::Firewall {
+            cmd: FirewallCmd::Check,
+        } => firewall_check(path),
         Cmd::AddPeer {
             name,
             ip,
@@ -315,6 +343,81 @@ fn run(cli: &Cli) -> Result<()> {
             Response::Error { message } => Err(message),
             other => Err(format!("unexpected answer from ipieced: {other:?}")),
         },
+    }
+}
+
+/// The policy of the config file with its interfaces (the file's, else
+/// the routes').
+fn local_ruleset(path: &Path) -> Result<(ipiece::firewall::Policy, String)> {
+    use ipiece::dataplane::firewall as fw;
+    let cfg = load(path)?;
+    let policy = ipiece::firewall::Policy::compile(&cfg);
+    let ifs = fw::interfaces(&policy).map_err(|e| e.to_string())?;
+    let text = policy.render(&ifs);
+    Ok((policy, text))
+}
+
+fn firewall_check(path: &Path) -> Result<()> {
+    use ipiece::dataplane::firewall as fw;
+    let (policy, text) = local_ruleset(path)?;
+    fw::check(&text).map_err(|e| e.to_string())?;
+    println!(
+        "{}: firewall OK ({} rules, {} port forwards; nft -c accepts the ruleset)",
+        path.display(),
+        policy.rules.len(),
+        policy.forwards.len()
+    );
+    if !policy.enabled {
+        println!("warning: {}", ipiece::firewall::DISABLED_WARNING);
+    }
+    Ok(())
+}
+
+fn print_counters(title: &str, counters: &[ipiece::firewall::RuleCounter]) {
+    if counters.is_empty() {
+        return;
+    }
+    println!("# {title}");
+    for c in counters {
+        println!(
+            "#   {:<40} {:>12} packets {:>14} bytes",
+            c.name, c.packets, c.bytes
+        );
+    }
+}
+
+fn firewall_show(path: &Path, json: bool) -> Result<()> {
+    match ask(path, &Request::Firewall) {
+        Ok(Response::Firewall { ruleset, status }) => {
+            if json {
+                let v = serde_json::json!({ "ruleset": ruleset, "status": status });
+                println!("{}", serde_json::to_string_pretty(&v).expect("serializes"));
+                return Ok(());
+            }
+            print!("{ruleset}");
+            if let Some(e) = &status.last_error {
+                println!("# last reload refused: {e}");
+            }
+            for w in &status.warnings {
+                println!("# warning: {w}");
+            }
+            print_counters("kernel counters (nftables)", &status.kernel);
+            print_counters("core counters (WireGuard <-> ESP)", &status.core);
+            Ok(())
+        }
+        Ok(Response::Error { message }) => Err(message),
+        Ok(other) => Err(format!("unexpected answer from ipieced: {other:?}")),
+        Err(e) => {
+            let (_, text) = local_ruleset(path)?;
+            eprintln!("wgctl: ipieced does not answer ({e}); the ruleset the file renders to:");
+            if json {
+                let v = serde_json::json!({ "ruleset": text });
+                println!("{}", serde_json::to_string_pretty(&v).expect("serializes"));
+            } else {
+                print!("{text}");
+            }
+            Ok(())
+        }
     }
 }
 
@@ -980,6 +1083,9 @@ fn status(path: &Path, json: bool) -> Result<()> {
     for t in &st.tunnels {
         print_tunnel(t);
     }
+    if let Some(f) = &st.firewall {
+        print_firewall(f);
+    }
     if let Some(a) = &st.aws {
         print_aws(a);
     }
@@ -991,6 +1097,33 @@ fn status(path: &Path, json: bool) -> Result<()> {
         w.cookies_sent, c.tun_no_route, c.remote_unrouted, c.esp_tx, c.esp_rx
     );
     Ok(())
+}
+
+fn print_firewall(f: &ipiece::firewall::FirewallStatus) {
+    match (&f.interfaces, f.enabled) {
+        (_, false) => println!("  firewall: DISABLED"),
+        (Some(i), true) => println!("  firewall: on (wan {}, lan {})", i.wan, i.lan),
+        (None, true) => println!("  firewall: on"),
+    }
+    for w in &f.warnings {
+        println!("  warning: {w}");
+    }
+    if let Some(e) = &f.last_error {
+        println!("  warning: last reload refused: {e}");
+    }
+    let dropped: u64 = f
+        .kernel
+        .iter()
+        .filter(|c| c.name.ends_with("default drop") || c.name == "anti-spoofing")
+        .map(|c| c.packets)
+        .sum();
+    let core_rules: u64 = f
+        .core
+        .iter()
+        .filter(|c| c.name.starts_with("rule "))
+        .map(|c| c.packets)
+        .sum();
+    println!("  firewall counters: kernel default drops {dropped} | core rule matches {core_rules} (wgctl firewall show for each rule)");
 }
 
 fn print_aws(a: &ipiece::aws::sync::AwsStatus) {

@@ -2153,6 +2153,7 @@ address = "172.16.60.2"
                 .collect(),
             ipsec: Default::default(),
             aws: None,
+            firewall: crate::config::firewall::FirewallConfig::default(),
         }
     }
 

@@ -15,6 +15,7 @@
 //!   picks a peer address.
 
 pub mod edit;
+pub mod firewall;
 mod fsutil;
 pub mod ike_id;
 pub mod keys;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
 
+use super::firewall::FirewallConfig;
 use super::keys::Key;
 use crate::ike::proposal::Proposal;
 use crate::wire::Identity;
@@ -101,6 +102,8 @@ pub struct Config {
     pub ipsec: IpsecConfig,
     /// The `[aws]` table, when the file has one.
     pub aws: Option<AwsConfig>,
+    /// The `[firewall]` table (the default policy when the file has none).
+    pub firewall: FirewallConfig,
 }
 
 /// Largest accepted `aws.sync_interval` (one day).
@@ -521,6 +524,7 @@ mod tests {
             }],
             ipsec: IpsecConfig::default(),
             aws: None,
+            firewall: FirewallConfig::default(),
         }
     }
 

@@ -8,6 +8,7 @@
 //! The `[ipsec]` section is checked in the child module `ipsec`, `[aws]` in `aws`.
 
 pub(crate) mod aws;
+mod firewall;
 mod ipsec;
 
 use std::collections::HashMap;
@@ -26,7 +27,8 @@ use super::model::{
 };
 
 /// Keys allowed at the top level.
-pub(crate) const ROOT_KEYS: &[&str] = &["gateway", "wireguard", "peers", "ipsec", "aws"];
+pub(crate) const ROOT_KEYS: &[&str] =
+    &["gateway", "wireguard", "peers", "ipsec", "aws", "firewall"];
 /// Keys allowed in `[gateway]`.
 pub(crate) const GATEWAY_KEYS: &[&str] = &[
     "name",
@@ -497,6 +499,23 @@ impl<'a> Checker<'a> {
         let peers = self.peers(root, &wireguard);
         let ipsec = self.ipsec(root, &prefixes, public_address);
         let aws = self.aws(root);
+        let firewall = self.firewall(
+            root,
+            &firewall::FirewallContext {
+                lan_prefixes: gateway.as_ref().map(|g| g.lan_prefixes.as_slice()),
+                peers: peers
+                    .as_ref()
+                    .map(|v| v.iter().map(|p| p.name.as_str()).collect()),
+                own_udp_ports: vec![
+                    wireguard
+                        .config
+                        .as_ref()
+                        .map_or(DEFAULT_LISTEN_PORT, |w| w.listen_port),
+                    500,
+                    4500,
+                ],
+            },
+        );
         Some(Config {
             path: self.file.to_path_buf(),
             gateway: gateway?,
@@ -504,6 +523,7 @@ impl<'a> Checker<'a> {
             peers: peers?,
             ipsec: ipsec?,
             aws: aws?,
+            firewall: firewall?,
         })
     }
 

@@ -23,6 +23,8 @@ pub enum Request {
         /// `up`, `down` or `rekey`.
         action: String,
     },
+    /// `wgctl firewall show`: the ruleset in force and the counters.
+    Firewall,
 }
 
 /// The daemon's answer.
@@ -33,6 +35,13 @@ pub enum Response {
     Status(Box<GatewayStatus>),
     /// Answer to [`Request::Reload`]: what changed.
     Reloaded(ApplyOutcome),
+    /// Answer to [`Request::Firewall`].
+    Firewall {
+        /// The nft transaction in force.
+        ruleset: String,
+        /// Interfaces, counters, last refusal.
+        status: Box<crate::firewall::FirewallStatus>,
+    },
     /// The request was carried out.
     Done {
         /// What was done.

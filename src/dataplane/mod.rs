@@ -3,6 +3,7 @@
 //! It only moves bytes and calls the core.
 
 pub mod aws;
+pub mod firewall;
 pub mod kernel;
 pub mod run;
 

@@ -7,6 +7,7 @@ use crate::aws::sync::{Monitor, SyncReport};
 use crate::config::{Config, ConfigErrors};
 use crate::control::proto::{Request, Response, MAX_LINE};
 use crate::control::uapi;
+use crate::dataplane::firewall::{FirewallError, FirewallShell};
 use crate::dataplane::kernel::{self, Routes};
 use crate::gateway::{Gateway, GatewayStatus, Io, Settings, UdpPort, TICK};
 use crate::wire::natt;
@@ -64,6 +65,9 @@ pub enum DaemonError {
     /// Signal handlers could not be installed.
     #[error("signals: {0}")]
     Signals(io::Error),
+    /// The firewall could not be put in place (nothing is forwarded).
+    #[error("firewall: {0}")]
+    Firewall(#[from] FirewallError),
 }
 
 enum Ctl {
@@ -263,12 +267,16 @@ fn reload(
     gw: &mut Gateway,
     routes: &mut Routes,
     aws: &mut AwsShell,
+    fw: &mut FirewallShell,
     io: &mut ShellIo<'_>,
 ) -> Response {
     let cfg = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("reload rejected, running configuration kept:\n{e}");
+            fw.reload_refused(&format!(
+                "reload rejected, running configuration kept:\n{e}"
+            ));
             return Response::Error {
                 message: format!("reload rejected, running configuration kept:\n{e}"),
             };
@@ -279,9 +287,19 @@ fn reload(
         Err(e) => {
             let message = format!("reload rejected, running configuration kept: {e}");
             tracing::error!("{message}");
+            fw.reload_refused(&message);
             return Response::Error { message };
         }
     };
+    let policy = match fw.reload(&cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            let message = format!("reload rejected, running configuration and firewall kept: {e}");
+            tracing::error!("{message}");
+            return Response::Error { message };
+        }
+    };
+    gw.set_firewall(policy);
     aws.configure(&cfg);
     let remote = settings.remote_prefixes.clone();
     let outcome = gw.apply(settings, Instant::now(), io);
@@ -324,11 +342,12 @@ impl AwsShell {
         self.config.send_replace(cfg.clone());
     }
 
-    /// The status with the AWS part filled in.
-    fn status(&self, gw: &Gateway) -> GatewayStatus {
+    /// The status with the AWS and firewall parts filled in.
+    fn status(&self, gw: &Gateway, fw: &FirewallShell) -> GatewayStatus {
         let now = Instant::now();
         let mut st = gw.status(now, SystemTime::now());
         st.aws = self.monitor.as_ref().map(|m| m.status(now, &st.tunnels));
+        st.firewall = Some(fw.status(gw.firewall_counters()));
         st
     }
 }
@@ -337,6 +356,9 @@ impl AwsShell {
 /// or SIGINT; the TUN, its routes and the sockets are gone on return.
 pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
     let settings = Settings::load(&cfg)?;
+    // The firewall is in the kernel before anything is forwarded, and stays
+    // there when ipieced stops or dies: the box never forwards unfiltered.
+    let mut fw = FirewallShell::start(&cfg)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
@@ -400,6 +422,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
     aws_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut gw = Gateway::new(settings, Instant::now());
+    gw.set_firewall(fw.policy.clone());
     let st = gw.status(Instant::now(), SystemTime::now());
     tracing::info!(
         gateway = %st.name, tun = %st.tun_name, address = %st.address,
@@ -482,11 +505,17 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
             }
             Some(msg) = rx.recv() => match msg {
                 Ctl::Control(Request::Status, reply) => {
-                    let _ = reply.send(Response::Status(Box::new(aws.status(&gw))));
+                    let _ = reply.send(Response::Status(Box::new(aws.status(&gw, &fw))));
+                }
+                Ctl::Control(Request::Firewall, reply) => {
+                    let _ = reply.send(Response::Firewall {
+                        ruleset: fw.applied.text.clone(),
+                        status: Box::new(fw.status(gw.firewall_counters())),
+                    });
                 }
                 Ctl::Control(Request::Reload, reply) => {
                     let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
-                    let _ = reply.send(reload(&path, &mut gw, &mut routes, &mut aws, &mut io));
+                    let _ = reply.send(reload(&path, &mut gw, &mut routes, &mut aws, &mut fw, &mut io));
                 }
                 Ctl::Control(Request::Tunnel { name, action }, reply) => {
                     let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
@@ -504,7 +533,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
             _ = sighup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", path.display());
                 let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
-                let _ = reload(&path, &mut gw, &mut routes, &mut aws, &mut io);
+                let _ = reload(&path, &mut gw, &mut routes, &mut aws, &mut fw, &mut io);
             }
             Some(report) = aws_reports.recv() => {
                 if let Some(m) = aws.monitor.as_mut() {

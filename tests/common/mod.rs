@@ -1197,6 +1197,12 @@ impl GwConfig {
             control_socket.to_str().unwrap(),
         );
         toml_set_str(&path, "gateway", "tun_name", &tun);
+        // The interfaces of [`Topology`]'s gateway, so that a daemon in a
+        // namespace without routes (or with others) starts too; the
+        // firewall tests remove the table to find them from the routes.
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.push_str("\n[firewall]\nwan_interface = \"eth0\"\nlan_interface = \"lan0\"\n");
+        fs::write(&path, text).unwrap();
         GwConfig {
             dir: dir.to_path_buf(),
             path,
