@@ -321,17 +321,22 @@ wait_serial() {
   done
   return 1
 }
-# sgrep SERIAL GREP-ARGS... : grep the serial log without its carriage
-# returns (through a file: `tr | grep -q` fails under pipefail when grep
-# stops reading early)
+# serial_text SERIAL : the serial log without carriage returns, the banner's
+# lines as the login prompt shows them also when they came through the
+# journal ("[   76.4] ipiece-banner[392]: " taken off)
+serial_text() {
+  tr -d '\r' <"$1" | sed -E 's/^\[ *[0-9]+\.[0-9]+\] ipiece-banner\[[0-9]+\]: //'
+}
+# sgrep SERIAL GREP-ARGS... : grep serial_text (through a file: `tr | grep
+# -q` fails under pipefail when grep stops reading early)
 sgrep() {
   local f=$1
   shift
-  tr -d '\r' <"$f" >"$f.txt"
+  serial_text "$f" >"$f.txt"
   grep -a "$@" "$f.txt"
 }
 serial_value() { # serial_value SERIAL PREFIX : the last line's rest after PREFIX
-  tr -d '\r' <"$1" | grep -a "^$2" | tail -n 1 | sed "s/^$2//"
+  serial_text "$1" | grep -a "^$2" | tail -n 1 | sed "s/^$2//"
 }
 # check_banner SERIAL : the banner shows ipieced active and the live daemon's
 # `wgctl status` with the same public key as the banner's
