@@ -29,7 +29,7 @@ RASD = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocation
 VMW = "http://www.vmware.com/schema/ovf"
 PROPERTY_KEYS = {
     "hostname", "wan_address", "wan_gateway", "lan_address", "dns",
-    "public_endpoint", "ssh_key", "admin_peer_pubkey",
+    "public_endpoint", "ssh_key", "ssh_from", "admin_peer_pubkey",
 }
 
 failures = 0
@@ -154,6 +154,12 @@ def main(argv):
         check(ps.get(q(OVF, "class")) == "ipiece", "ProductSection ovf:class is ipiece (keys ipiece.KEY)")
         keys = {p.get(q(OVF, "key")) for p in ps.iter(q(OVF, "Property"))}
         check(PROPERTY_KEYS <= keys, "ProductSection properties: %s" % ", ".join(sorted(keys)))
+        undescribed = sorted(
+            p.get(q(OVF, "key")) for p in ps.iter(q(OVF, "Property"))
+            if not (p.findtext(q(OVF, "Label")) or "").strip()
+            or not (p.findtext(q(OVF, "Description")) or "").strip())
+        check(not undescribed, "every property has a Label and a Description%s"
+              % (" (not: %s)" % ", ".join(undescribed) if undescribed else ""))
 
     # VMDK headers
     for href in files.values():

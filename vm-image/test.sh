@@ -11,7 +11,12 @@
 #
 # Tests:
 #   firstboot-parse   the first-boot parser on a vCenter OVF environment and
-#                     seed files (overrides, unknown keys, invalid values)
+#                     seed files (overrides, unknown keys, invalid values,
+#                     ssh_from normalized; a key without ssh_from is told)
+#   firstboot-firewall-config
+#                     the [firewall] table first boot writes into a gateway.toml
+#                     of `wgctl init` passes `wgctl check` ($IPIECE_BIN_DIR's
+#                     wgctl); written again over an existing table, keys replaced
 #   ova-structure     xmllint --noout on the .ovf; check-ova.py (first member,
 #                     hrefs, sizes, SHA256 manifest, hardware, KDMV v3);
 #                     qemu-img info reports streamOptimized
@@ -26,9 +31,20 @@
 #                     a wireguard-go laptop in namespace ipt-<pid>-vm-wan on
 #                     the WAN tap: handshake with ipieced in the VM, ping of
 #                     the VM's LAN address 172.16.4.1 through the tunnel;
-#                     root logs in over SSH with the ipiece.ssh_key property:
+#                     root logs in over SSH with the ipiece.ssh_key property
+#                     from a WAN source in ipiece.ssh_from:
 #                     wg.key is 0600, resolv.conf from ipiece.dns, `wg show`
-#                     works, `systemctl reload ipieced` is a SIGHUP reload
+#                     works, `systemctl reload ipieced` is a SIGHUP reload,
+#                     gateway.toml's [firewall] names the NICs the banner shows
+#   wan-scan          the same running VM: from the WAN namespace, TCP and UDP
+#                     1-1024, 5000-10000, 51821 (vm-image/wan-scan.py): TCP 22
+#                     open from the ssh_from source only (sshd listens: from a
+#                     second WAN source it is filtered), no other TCP port;
+#                     no UDP port but 500, 4500, 51821 answers although every
+#                     closed port would (the VM's ICMP rate limit lifted over
+#                     SSH); datagrams to 500 and 4500 reach the VM's sockets
+#                     (its UDP counters); ping answered; SSH from a LAN host
+#                     in namespace ipt-<pid>-vm-lan works
 #   reboot-idempotent the same overlay booted again: same WireGuard key, the
 #                     config kept, the laptop still reaches 172.16.4.1
 #   deb-upgrade-in-vm the running appliance upgraded over SSH with a newer
@@ -36,10 +52,13 @@
 #                     restarted, config and key untouched, laptop gets through
 #   deb-install       a clean Debian 12 minbase root (mmdebstrap), the .deb
 #                     installed with `apt-get install ./ipiece_*.deb` in the
-#                     chroot, `ipieced --version` and `wgctl --version` run
+#                     chroot, `ipieced --version` and `wgctl --version` run,
+#                     nftables came with it (`nft --version`)
 #
 # Env: VM_BOOT_TIMEOUT (seconds per boot until the banner, default 300),
-# IPIECE_VM_KEEP=1 keeps the work directory.
+# IPIECE_VM_KEEP=1 keeps the work directory, IPIECE_VM_TESTS="NAME..." runs
+# only those tests (the build always; a test that needs an earlier one's VM
+# fails without it), e.g. "firstboot-parse boot-uefi-guestinfo wan-scan".
 set -uo pipefail
 
 LOG_TAG="vm-test"
@@ -65,6 +84,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/ipiece-ci/target}
 BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-300}
 NS_PREFIX="ipt-$$-vm-"
 NS_WAN="${NS_PREFIX}wan"
+NS_LAN="${NS_PREFIX}lan"
 WORK=$(mktemp -d /var/tmp/ipiece-vm-test.XXXXXX)
 PIDDIR="$WORK/pids"
 mkdir -p "$PIDDIR"
@@ -93,9 +113,13 @@ fail() {
   printf 'test %s ... FAILED (%ss): %s\n' "$1" "$2" "$3"
 }
 # run_test NAME FUNCTION : a test passes when FUNCTION returns 0; its last
-# "why:" message says why it failed
+# "why:" message says why it failed; not run when IPIECE_VM_TESTS leaves it out
 run_test() {
   local name=$1 fn=$2 t0=$SECONDS
+  if [ -n "${IPIECE_VM_TESTS:-}" ] && [[ " $IPIECE_VM_TESTS " != *" $name "* ]]; then
+    printf 'test %s ... skipped (IPIECE_VM_TESTS)\n' "$name"
+    return 0
+  fi
   WHY="(no reason given)"
   if "$fn"; then pass "$name" $((SECONDS - t0)); else fail "$name" $((SECONDS - t0)) "$WHY"; fi
 }
@@ -116,9 +140,9 @@ echo "$(qemu-system-x86_64 --version | head -n 1); $(qemu-img --version | head -
 echo "$(mmdebstrap --version); wireguard-go $(wireguard-go --version 2>/dev/null | awk '{ print $2; exit }')"
 
 # ------------------------------------------------------------- build -----
+BIN_DIR=${IPIECE_BIN_DIR:-$CARGO_TARGET_DIR/debug}
 if [ -z "$OVA" ]; then
   section "vm-image: build (vm-image/build.sh)"
-  BIN_DIR=${IPIECE_BIN_DIR:-$CARGO_TARGET_DIR/debug}
   t0=$SECONDS
   if "$HERE/build.sh" --bin-dir "$BIN_DIR" --out "$WORK/out" 2>&1 | tee "$WORK/build.log"; then
     OVA=$(ls "$WORK"/out/*.ova 2>/dev/null | head -n 1)
@@ -149,10 +173,14 @@ ipiece.dns=192.0.2.53,192.0.2.54
 ipiece.public_endpoint=vpn.example.com
 ipiece.lan_address=172.16.4.1/24
 ipiece.ssh_key=ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHc1f4k3KeyForTestsOnlyXXXXXXXXXXXXXXXXXXXXXX ops&admin@example
+ipiece.ssh_from=
 ipiece.admin_peer_pubkey=
 ipiece.wan_mac=00:50:56:8a:00:01
 ipiece.lan_mac=00:50:56:8a:00:02"
   [ "$out" = "$exp" ] || { why "OVF environment parsed as: $(echo "$out" | tr '\n' ' ')"; return; }
+  # an SSH key without ssh_from: SSH from the WAN stays closed, and it is said
+  grep -q 'SSH from the WAN is closed until ssh_from is set' "$WORK/parse.err" \
+    || { why "a key without ssh_from is not told: $(tr '\n' ' ' <"$WORK/parse.err")"; return; }
   out=$("$FB" parse --ovfenv "$HERE/tests/ovfenv-vcenter.xml" --seed "$HERE/tests/seed-override.conf" 2>"$WORK/parse.err")
   grep -qx 'ipiece.wan_address=198.51.100.2/24' <<<"$out" || { why "seed did not override wan_address"; return; }
   grep -qx 'ipiece.wan_gateway=198.51.100.1' <<<"$out" || { why "guestinfo.-prefixed quoted key not read"; return; }
@@ -160,14 +188,60 @@ ipiece.lan_mac=00:50:56:8a:00:02"
   grep -qx 'ipiece.lan_address=172.16.4.1/24' <<<"$out" || { why "invalid lan_address replaced the valid one"; return; }
   grep -q 'unknown key ipiece.bogus' "$WORK/parse.err" || { why "unknown key not reported"; return; }
   grep -q 'invalid value for ipiece.lan_address' "$WORK/parse.err" || { why "invalid value not reported"; return; }
+  # ssh_from: spaces dropped, a bare address is a /32, host bits cleared, duplicates dropped
+  grep -qx 'ipiece.ssh_from=192.168.0.7/32,10.0.0.0/8' <<<"$out" \
+    || { why "ssh_from not normalized: $(grep '^ipiece.ssh_from=' <<<"$out")"; return; }
+  grep -q 'SSH from the WAN is closed' "$WORK/parse.err" && { why "closed-SSH notice although ssh_from is set"; return; }
   # a value that would inject a second networkd line is refused
   printf 'ipiece.wan_gateway=192.0.2.1\nipiece.dns=192.0.2.1\\nAddress=10.9.9.9/8\nipiece.hostname=bad name\n' >"$WORK/bad.seed"
   out=$("$FB" parse --seed "$WORK/bad.seed" 2>/dev/null)
   grep -q '^ipiece.dns=' <<<"$out" && { why "malformed dns accepted"; return; }
   grep -qx 'ipiece.hostname=ipiece' <<<"$out" || { why "malformed hostname accepted"; return; }
+  # malformed ssh_from lists are refused whole (a valid one before them stays)
+  local bad
+  for bad in '10.0.0.0/33' '10.0.0.0/8,,192.0.2.1' '10.0.0.0/8"]' '192.0.2.1 10.0.0.0/8' 'any' '10.0.0.0/8\nAddress=10.9.9.9/8'; do
+    printf 'ipiece.ssh_from=198.51.100.0/24\nipiece.ssh_from=%s\n' "$bad" >"$WORK/bad.seed"
+    out=$("$FB" parse --seed "$WORK/bad.seed" 2>"$WORK/parse.err")
+    grep -qx 'ipiece.ssh_from=198.51.100.0/24' <<<"$out" || { why "ssh_from '$bad' accepted: $(grep ssh_from <<<"$out")"; return; }
+    grep -q 'invalid value for ipiece.ssh_from' "$WORK/parse.err" || { why "ssh_from '$bad' not reported"; return; }
+  done
   return 0
 }
 run_test firstboot-parse t_firstboot_parse
+
+# the [firewall] table first boot writes, checked by the wgctl of this build
+WGCTL="$BIN_DIR/wgctl"
+t_firstboot_firewall_config() {
+  local d="$WORK/fwconfig" f out
+  f="$d/gateway.toml"
+  [ -x "$WGCTL" ] || { why "no wgctl in $BIN_DIR (IPIECE_BIN_DIR)"; return 1; }
+  mkdir -p "$d"
+  "$WGCTL" --config "$f" init --endpoint 198.51.100.2 >"$d/init.out" 2>&1 || { why "wgctl init: $(tail -n 2 "$d/init.out")"; return 1; }
+  "$FB" firewall-config "$f" ens224 ens192 " 198.51.100.7, 203.0.113.9/24" || { why "firewall-config failed"; return 1; }
+  out=$(awk '/^\[/ { s = $0 } s == "[firewall]" && /^[a-z_]+ *=/' "$f")
+  echo "$out" | sed 's/^/[firewall] /'
+  grep -qx 'wan_interface = "ens224"' <<<"$out" || { why "wan_interface not written"; return 1; }
+  grep -qx 'lan_interface = "ens192"' <<<"$out" || { why "lan_interface not written"; return 1; }
+  grep -qx 'ssh_from = \["198.51.100.7/32", "203.0.113.0/24"\]' <<<"$out" || { why "ssh_from: $(grep ssh_from <<<"$out")"; return 1; }
+  grep -qx 'enabled = false' <<<"$out" && { why "first boot turned the firewall off"; return 1; }
+  [ "$(stat -c %a "$f")" = 600 ] || { why "gateway.toml mode $(stat -c %a "$f")"; return 1; }
+  "$WGCTL" --config "$f" check >"$d/check.out" 2>&1 \
+    || { why "wgctl check refuses the [firewall] table of first boot: $(tr '\n' ' ' <"$d/check.out" | cut -c1-300)"; return 1; }
+  # over a table that is there already: keys replaced in place, one table
+  "$FB" firewall-config "$f" ens256 "" "" || { why "firewall-config (second run) failed"; return 1; }
+  [ "$(grep -c '^\[firewall\]' "$f")" = 1 ] || { why "two [firewall] tables"; return 1; }
+  [ "$(grep -c '^ssh_from *=' "$f")" = 1 ] || { why "ssh_from written twice"; return 1; }
+  grep -qx 'wan_interface = "ens256"' "$f" || { why "wan_interface not replaced"; return 1; }
+  grep -qx 'lan_interface = "ens192"' "$f" || { why "lan_interface lost"; return 1; }
+  grep -qx 'ssh_from = \[\]' "$f" || { why "ssh_from not emptied"; return 1; }
+  "$WGCTL" --config "$f" check >"$d/check.out" 2>&1 || { why "wgctl check after the rewrite: $(head -n 3 "$d/check.out")"; return 1; }
+  # an invalid list changes nothing
+  cp "$f" "$d/before.toml"
+  "$FB" firewall-config "$f" ens256 "" "10.0.0.0/33" 2>/dev/null && { why "ssh_from 10.0.0.0/33 written"; return 1; }
+  cmp -s "$f" "$d/before.toml" || { why "a refused ssh_from changed the file"; return 1; }
+  return 0
+}
+run_test firstboot-firewall-config t_firstboot_firewall_config
 
 EX="$WORK/ova"
 mkdir -p "$EX"
@@ -209,6 +283,8 @@ t_ova_structure() {
   echo "check-ova.py rejects a tampered manifest and a package without the .ovf first"
 }
 run_test ova-structure t_ova_structure
+# the disk for the boots, also when IPIECE_VM_TESTS skipped ova-structure
+ls "$EX"/*.vmdk >/dev/null 2>&1 || tar -xf "$OVA" -C "$EX" --wildcards '*.vmdk'
 VMDK=$(ls "$EX"/*.vmdk 2>/dev/null | head -n 1)
 
 # ------------------------------------------------------------- qemu -------
@@ -245,17 +321,22 @@ wait_serial() {
   done
   return 1
 }
-# sgrep SERIAL GREP-ARGS... : grep the serial log without its carriage
-# returns (through a file: `tr | grep -q` fails under pipefail when grep
-# stops reading early)
+# serial_text SERIAL : the serial log without carriage returns, the banner's
+# lines as the login prompt shows them also when they came through the
+# journal ("[   76.4] ipiece-banner[392]: " taken off)
+serial_text() {
+  tr -d '\r' <"$1" | sed -E 's/^\[ *[0-9]+\.[0-9]+\] ipiece-banner\[[0-9]+\]: //'
+}
+# sgrep SERIAL GREP-ARGS... : grep serial_text (through a file: `tr | grep
+# -q` fails under pipefail when grep stops reading early)
 sgrep() {
   local f=$1
   shift
-  tr -d '\r' <"$f" >"$f.txt"
+  serial_text "$f" >"$f.txt"
   grep -a "$@" "$f.txt"
 }
 serial_value() { # serial_value SERIAL PREFIX : the last line's rest after PREFIX
-  tr -d '\r' <"$1" | grep -a "^$2" | tail -n 1 | sed "s/^$2//"
+  serial_text "$1" | grep -a "^$2" | tail -n 1 | sed "s/^$2//"
 }
 # check_banner SERIAL : the banner shows ipieced active and the live daemon's
 # `wgctl status` with the same public key as the banner's
@@ -286,6 +367,18 @@ check_no_secret() { # check_no_secret SERIAL PUBLIC_KEY...
   return 0
 }
 
+# check_firewall_line SERIAL SSH_REGEX : the banner's firewall line names the
+# NICs of its WAN: and LAN: lines and SSH from the WAN as SSH_REGEX
+check_firewall_line() {
+  local s=$1 wan lan
+  wan=$(serial_value "$s" 'WAN: ' | awk '{ print $1 }')
+  lan=$(serial_value "$s" 'LAN: ' | awk '{ print $1 }')
+  sgrep "$s" -qE "^firewall: on \(WAN $wan, LAN $lan\); SSH from the WAN: $2\$" \
+    || { why "banner firewall line: '$(serial_value "$s" 'firewall: ')' (WAN $wan, LAN $lan)"; return 1; }
+  FW_WAN_IF=$wan
+  FW_LAN_IF=$lan
+}
+
 MAC_A=52:54:00:49:50:01 # first PCI slot
 MAC_B=52:54:00:49:50:02 # second PCI slot
 t_boot_bios() {
@@ -304,6 +397,8 @@ t_boot_bios() {
     || { why "without properties WAN is not the first PCI NIC: $(serial_value "$s" 'WAN: ')"; return 1; }
   sgrep "$s" -qE "^LAN: [a-z0-9]+ \($MAC_B\), configured 172\.16\.4\.1/24" \
     || { why "LAN: $(serial_value "$s" 'LAN: ')"; return 1; }
+  # the firewall on the NICs of the banner; no ssh_from: SSH from the WAN closed
+  check_firewall_line "$s" 'closed \(no ssh_from\)' || return 1
   check_no_secret "$s" "$BANNER_PUB" || { why "a key-shaped string other than the public key on the console"; return 1; }
   grep -a 'Reached target\|Linux version' "$s" | head -n 1 >/dev/null
   echo "boot-bios: banner after $(grep -an '^next step' "$s" | head -n 1 | cut -d: -f1) serial lines"
@@ -315,6 +410,11 @@ TAP_WAN=tvw$$
 TAP_LAN=tvl$$
 TAP_WAN=${TAP_WAN:0:15}
 TAP_LAN=${TAP_LAN:0:15}
+BR_LAN=brl$$
+BR_LAN=${BR_LAN:0:15}
+VETH_LAN=vel$$
+VETH_LAN=${VETH_LAN:0:15}
+WAN_SRC_OTHER=198.51.100.3
 start_uefi_vm() { # start_uefi_vm SERIAL
   start_vm "$NS_WAN" "$1" \
     -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
@@ -355,17 +455,24 @@ handshake_and_ping() {
   echo "laptop: $(grep -E 'packets transmitted' "$WORK/ping.txt")"
 }
 
-ssh_vm() {
-  ip netns exec "$NS_WAN" timeout 60 ssh -i "$WORK/ssh_key" -o BatchMode=yes -o ConnectTimeout=15 \
-    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@198.51.100.2 "$@"
+# ssh_from NS ADDRESS COMMAND... : root@ADDRESS with the ipiece.ssh_key key
+ssh_from_ns() {
+  local ns=$1 addr=$2
+  shift 2
+  ip netns exec "$ns" timeout 60 ssh -i "$WORK/ssh_key" -o BatchMode=yes -o ConnectTimeout=15 \
+    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "root@$addr" "$@"
 }
+# from the WAN namespace's own address 198.51.100.1 (in ipiece.ssh_from)
+ssh_vm() { ssh_from_ns "$NS_WAN" 198.51.100.2 "$@"; }
 # check_over_ssh : root logs in with the ipiece.ssh_key property over the
 # WAN; inside: the key file is 0600, resolv.conf from ipiece.dns, `wg show`
 # reads ipieced's UAPI socket, `systemctl reload` reaches the daemon as
-# SIGHUP and it keeps running (same PID)
+# SIGHUP and it keeps running (same PID); gateway.toml's [firewall] has the
+# NICs of the banner and ipiece.ssh_from
 check_over_ssh() {
   local out pid1 pid2
   out=$(ssh_vm 'stat -c "keymode=%a %n" /etc/ipiece/wg.key; sed "s/^/resolv=/" /etc/resolv.conf;
+    awk "/^\\[/ { s = \$0 } s == \"[firewall]\" && /^[a-z_]+ *=/ { print \"fw.\" \$0 }" /etc/ipiece/gateway.toml;
     echo "wgport=$(wg show ipiece0 listen-port)"; echo "pid1=$(systemctl show -p MainPID --value ipieced)";
     systemctl reload ipieced && sleep 2; echo "pid2=$(systemctl show -p MainPID --value ipieced)";
     echo "state=$(systemctl is-active ipieced)";
@@ -381,6 +488,12 @@ check_over_ssh() {
   [ -n "$pid1" ] && [ "$pid1" != 0 ] && [ "$pid1" = "$pid2" ] || { why "ipieced PID changed on reload ($pid1 -> $pid2)"; return 1; }
   [ "$(val state)" = active ] || { why "ipieced not active after reload"; return 1; }
   [ "$(val reloads)" -ge 1 ] 2>/dev/null || { why "ipieced did not log a SIGHUP reload"; return 1; }
+  grep -qx "fw.wan_interface = \"$FW_WAN_IF\"" <<<"$out" || { why "[firewall] wan_interface is not $FW_WAN_IF"; return 1; }
+  grep -qx "fw.lan_interface = \"$FW_LAN_IF\"" <<<"$out" || { why "[firewall] lan_interface is not $FW_LAN_IF"; return 1; }
+  grep -qx 'fw.ssh_from = \["198.51.100.1/32", "203.0.113.0/24"\]' <<<"$out" \
+    || { why "[firewall] ssh_from: $(grep '^fw.ssh_from' <<<"$out")"; return 1; }
+  grep -qx 'fw.enabled = false' <<<"$out" && { why "first boot wrote enabled = false"; return 1; }
+  return 0
 }
 
 t_boot_uefi_guestinfo() {
@@ -404,12 +517,23 @@ ipiece.wan_mac=$MAC_B
 ipiece.lan_mac=$MAC_A
 ipiece.admin_peer_pubkey=$lappub
 ipiece.ssh_key=$(cat "$WORK/ssh_key.pub")
+ipiece.ssh_from=198.51.100.1, 203.0.113.0/24
 EOF
   ns_create "$NS_WAN" || { why "cannot create $NS_WAN"; return 1; }
   ip -n "$NS_WAN" tuntap add dev "$TAP_WAN" mode tap
   ip -n "$NS_WAN" tuntap add dev "$TAP_LAN" mode tap
   ip -n "$NS_WAN" addr add 198.51.100.1/24 dev "$TAP_WAN"
+  # a second WAN source, not in ipiece.ssh_from (wan-scan)
+  ip -n "$NS_WAN" addr add "$WAN_SRC_OTHER/24" dev "$TAP_WAN"
   ip -n "$NS_WAN" link set "$TAP_WAN" up
+  # the LAN tap bridged to a LAN host 172.16.4.2 in its own namespace
+  ns_create "$NS_LAN" || { why "cannot create $NS_LAN"; return 1; }
+  ip -n "$NS_WAN" link add "$BR_LAN" type bridge
+  ip -n "$NS_WAN" link set "$TAP_LAN" master "$BR_LAN"
+  veth "$NS_WAN" "$VETH_LAN" "$NS_LAN" eth0
+  ip -n "$NS_WAN" link set "$VETH_LAN" master "$BR_LAN"
+  ip -n "$NS_LAN" addr add 172.16.4.2/24 dev eth0
+  ip -n "$NS_WAN" link set "$BR_LAN" up
   ip -n "$NS_WAN" link set "$TAP_LAN" up
   # no path to the VM's LAN before the tunnel
   if ip netns exec "$NS_WAN" ping -c 1 -W 1 172.16.4.1 >/dev/null 2>&1; then why "172.16.4.1 reachable without the tunnel"; return 1; fi
@@ -427,6 +551,8 @@ EOF
     addr=$(tr -d '\r' <"$s" | grep -ao 'ipiece-firstboot: admin peer address: [0-9.]*' | tail -n 1 | awk '{ print $NF }')
     [[ $addr =~ ^172\.16\.60\.[0-9]+$ ]] || { why "no admin peer address on the console ('$addr')"; ok=0; }
     sgrep "$s" -qE "^  admin +" || { why "wgctl status does not list the admin peer"; ok=0; }
+    check_firewall_line "$s" '198\.51\.100\.1/32,203\.0\.113\.0/24' || ok=0
+    sgrep "$s" -q 'SSH from the WAN is closed' && { why "closed-SSH warning although ssh_from is set"; ok=0; }
   fi
   if [ $ok = 1 ]; then
     ADMIN_ADDR=$addr
@@ -436,6 +562,66 @@ EOF
   fi
   [ $ok = 1 ] && { check_over_ssh || ok=0; }
   check_no_secret "$s" "${BANNER_PUB:-}" "$lappub" || { why "a key-shaped string other than the public keys on the console"; ok=0; }
+  # the VM stays up for wan-scan when all went well
+  if [ $ok = 1 ]; then UEFI_VM_UP=1; else stop_vm; fi
+  [ $ok = 1 ]
+}
+
+# wan-scan: the WAN side of the running VM from boot-uefi-guestinfo, as an
+# outsider sees it. ssh_from is 198.51.100.1/32 (and 203.0.113.0/24); the
+# second WAN address 198.51.100.3 is in no ssh_from prefix.
+SCAN_PORTS=1-1024,5000-10000,51821
+wan_scan() { # wan_scan LOG ARGS... : vm-image/wan-scan.py in the WAN namespace
+  local log=$1
+  shift
+  ip netns exec "$NS_WAN" timeout 120 python3 "$HERE/wan-scan.py" --target 198.51.100.2 "$@" >"$log" 2>&1
+  local rc=$?
+  grep -v '^tcp_\|^udp_' "$log"
+  return $rc
+}
+scan_value() { sed -n "s/^$2=//p" "$1" | tail -n 1; }
+# udp_in : the VM's count of UDP datagrams its sockets have read (/proc/net/snmp)
+udp_in() { ssh_vm "awk '/^Udp: [0-9]/ { print \$2; exit }' /proc/net/snmp"; }
+t_wan_scan() {
+  local out p v n0 n1 ok=1
+  [ "${UEFI_VM_UP:-0}" = 1 ] || { why "no running VM from boot-uefi-guestinfo"; return 1; }
+  # Every closed UDP port answers a datagram with port-unreachable once the
+  # VM's ICMP rate limits are lifted: a UDP port that stays silent is
+  # filtered (or one of ipieced's, which ignore the probe). sshd listens on
+  # TCP 22 on every address.
+  out=$(ssh_vm 'sysctl -qw net.ipv4.icmp_ratelimit=0 net.ipv4.icmp_msgs_per_sec=1000000 net.ipv4.icmp_msgs_burst=1000000 \
+    && echo sysctl=ok; ss -Hlntu | sed "s/^/listen /"; nft list tables | sed "s/^/nft /"' 2>&1) \
+    || { why "ssh from 198.51.100.1 (in ssh_from) failed: $(tail -n 2 <<<"$out" | tr '\n' ' ')"; stop_vm; return 1; }
+  echo "$out"
+  grep -qx 'sysctl=ok' <<<"$out" || { why "could not lift the VM's ICMP rate limits"; ok=0; }
+  grep -qx 'nft table inet ipiece' <<<"$out" || { why "no nftables table inet ipiece in the VM (ipieced's firewall)"; ok=0; }
+  grep -qE '^listen tcp +LISTEN .* (0\.0\.0\.0|\*|\[::\]):22 ' <<<"$out" || { why "sshd does not listen on TCP 22"; ok=0; }
+  # ICMP echo (rate-limited, not closed)
+  ip netns exec "$NS_WAN" ping -c 3 -i 0.5 -W 2 198.51.100.2 >"$WORK/wan-ping.txt" 2>&1
+  grep -qE ' [1-3] received' "$WORK/wan-ping.txt" || { why "ping of the WAN address unanswered: $(grep received "$WORK/wan-ping.txt")"; ok=0; }
+  # TCP from the ssh_from source: 22 and nothing else
+  wan_scan "$WORK/scan-ok.txt" --source 198.51.100.1 --tcp "$SCAN_PORTS" || { why "wan-scan.py failed"; ok=0; }
+  v=$(scan_value "$WORK/scan-ok.txt" tcp_open)
+  [ "$v" = 22 ] || { why "TCP open from 198.51.100.1 (ssh_from): '$v', want 22"; ok=0; }
+  # from another WAN source: no TCP port (22 included), no UDP port but ipieced's
+  wan_scan "$WORK/scan-other.txt" --source "$WAN_SRC_OTHER" --tcp "$SCAN_PORTS" --udp "$SCAN_PORTS" || { why "wan-scan.py failed"; ok=0; }
+  v=$(scan_value "$WORK/scan-other.txt" tcp_open)
+  [ -z "$v" ] || { why "TCP open from $WAN_SRC_OTHER (not in ssh_from): $v"; ok=0; }
+  v=$(scan_value "$WORK/scan-other.txt" udp_answered)
+  for p in ${v//,/ }; do
+    case $p in 500 | 4500 | 51821) ;; *) why "UDP answered from the WAN: $(cut -c1-200 <<<"$v")"; ok=0; break ;; esac
+  done
+  # UDP 500 and 4500 get through to ipieced's sockets (51821: the laptop's handshake)
+  for p in 500 4500; do
+    n0=$(udp_in) || { why "ssh: UDP counters"; ok=0; break; }
+    wan_scan "$WORK/scan-$p.txt" --source "$WAN_SRC_OTHER" --udp "$p" --udp-count 40 --udp-rate 100 >/dev/null
+    n1=$(udp_in) || { why "ssh: UDP counters"; ok=0; break; }
+    echo "UDP $p: 40 datagrams sent, the VM's sockets read $((n1 - n0)) in that time"
+    [ $((n1 - n0)) -ge 30 ] || { why "UDP $p: only $((n1 - n0)) of 40 datagrams reached a socket in the VM"; ok=0; }
+  done
+  # SSH from the LAN (not in ssh_from): the LAN may reach the gateway
+  out=$(ssh_from_ns "$NS_LAN" 172.16.4.1 'echo lan-ssh=ok' 2>&1)
+  grep -qx 'lan-ssh=ok' <<<"$out" || { why "ssh from the LAN host 172.16.4.2 failed: $(tail -n 1 <<<"$out")"; ok=0; }
   stop_vm
   [ $ok = 1 ]
 }
@@ -503,6 +689,8 @@ LOGDIR_KEEP=$CARGO_TARGET_DIR/ci-logs/vm-image
 mkdir -p "$LOGDIR_KEEP"
 run_test boot-bios t_boot_bios
 run_test boot-uefi-guestinfo t_boot_uefi_guestinfo
+run_test wan-scan t_wan_scan
+stop_vm
 run_test reboot-idempotent t_reboot_idempotent
 run_test deb-upgrade-in-vm t_deb_upgrade_vm
 cp "$WORK"/serial-*.log "$LOGDIR_KEEP/" 2>/dev/null || true
@@ -533,6 +721,9 @@ t_deb_install() {
   echo "chroot: $v"
   [[ $v =~ ^ipieced\ [0-9]+\.[0-9]+\.[0-9]+ ]] || { why "unexpected ipieced --version output: $v"; return 1; }
   v=$(chroot "$r" wgctl --version 2>&1) || { why "wgctl --version: $v"; return 1; }
+  echo "chroot: $v"
+  # ipieced runs nft: the package pulls nftables in
+  v=$(chroot "$r" nft --version 2>&1) || { why "nft not installed with the .deb: $v"; return 1; }
   echo "chroot: $v"
   [ -f "$r/lib/systemd/system/ipieced.service" ] || { why "unit not installed"; return 1; }
   [ -f "$r/usr/share/doc/ipiece/examples/gateway.toml" ] || { why "example config not installed"; return 1; }
