@@ -154,6 +154,8 @@ impl World {
             }],
             control_socket: "/nonexistent/fuzz.sock".into(),
             tunnels: Vec::new(),
+            tcp_mss: 1379,
+            tunnel_mtu: None,
         };
         let gw_public = public_key(&gw_key).0;
         World {
@@ -283,9 +285,9 @@ impl World {
                 }
             }
             Step::LanSends => {
-                let p = ipv4([172, 16, 4, 10], [172, 16, 60, 2], 8);
+                let mut p = ipv4([172, 16, 4, 10], [172, 16, 60, 2], 8);
                 let mut wire = Wire::default();
-                self.gw.handle_tun_packet(&p, &mut self.buf, &mut wire);
+                self.gw.handle_tun_packet(&mut p, &mut self.buf, &mut wire);
                 self.sort(wire);
             }
             Step::Advance { ms } => self.now += Duration::from_millis(u64::from(ms)),
