@@ -30,7 +30,7 @@ use common::*;
 use serde_json::Value;
 use std::fs;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const PSK: &str = "ipiece.mtu.tun1.0123456789";
@@ -62,66 +62,16 @@ fn ready(test: &str) -> bool {
 
 // ----------------------------------------------------------------- capture --
 
-/// tcpdump writing the first 200 bytes of every packet matching a filter
-/// on one interface to a pcap file.
-struct Tcpdump {
-    pid: u32,
-    file: PathBuf,
-    log: PathBuf,
+/// Starts tcpdump writing the first 200 bytes of every packet matching
+/// `filter` on one interface (`Capture` of tests/common).
+fn tcpdump(ns: &Netns, ifname: &str, dir: &Path, tag: &str, filter: &str) -> Capture {
+    Capture::start_filtered(ns, ifname, dir, tag, filter, 200)
 }
 
-impl Tcpdump {
-    fn start(ns: &Netns, ifname: &str, dir: &Path, tag: &str, filter: &str) -> Tcpdump {
-        let file = dir.join(format!("{tag}.pcap"));
-        let log = dir.join(format!("{tag}.tcpdump.log"));
-        let pid = ns.spawn(
-            &format!("tcpdump {tag}"),
-            "tcpdump",
-            &[
-                "-i",
-                ifname,
-                "-n",
-                "-U",
-                "--immediate-mode",
-                "-Z",
-                "root",
-                "-s",
-                "200",
-                "-w",
-                file.to_str().unwrap(),
-                filter,
-            ],
-            &[],
-            &log,
-        );
-        assert!(
-            wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
-                fs::read_to_string(&log).is_ok_and(|s| s.contains("listening on"))
-                    || !ns.running(pid)
-            }) && ns.running(pid),
-            "tcpdump did not start on {ifname} in {}:\n{}",
-            ns.name,
-            tail(&log, 20)
-        );
-        Tcpdump { pid, file, log }
-    }
-
-    /// Stops tcpdump and returns the IPv4 packets it wrote.
-    fn stop(self, ns: &Netns) -> Vec<Ip4> {
-        signal(self.pid, libc::SIGINT);
-        assert!(
-            ns.wait_exit(self.pid, Duration::from_secs(5)).is_some(),
-            "tcpdump ignored SIGINT for 5 s"
-        );
-        let bytes = fs::read(&self.file).unwrap_or_else(|e| {
-            panic!(
-                "no capture {}: {e}\n{}",
-                self.file.display(),
-                tail(&self.log, 20)
-            )
-        });
-        parse_pcap_ipv4(&bytes).unwrap_or_else(|e| panic!("{}: {e}", self.file.display()))
-    }
+/// Stops a capture and returns the IPv4 packets it wrote.
+fn stop_ipv4(cap: Capture, ns: &Netns) -> Vec<Ip4> {
+    let file = cap.file.clone();
+    parse_pcap_ipv4(&cap.stop_raw(ns)).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
 }
 
 /// One captured IPv4 packet (its first bytes).
@@ -411,8 +361,8 @@ fn syns_are_clamped_and_big_packets_cross_the_tunnel_from_lan_and_laptop() {
     tcp_sink(t.vpc(), &t.dir.path, "vpc");
     tcp_sink(lap, &t.dir.path, "laptop");
 
-    let vpc_cap = Tcpdump::start(t.vgw(), "vpc0", &t.dir.path, "vgw-vpc0", "ip");
-    let lap_cap = Tcpdump::start(lap, &wg.ifname, &t.dir.path, "laptop-wg", "tcp");
+    let vpc_cap = tcpdump(t.vgw(), "vpc0", &t.dir.path, "vgw-vpc0", "ip");
+    let lap_cap = tcpdump(lap, &wg.ifname, &t.dir.path, "laptop-wg", "tcp");
 
     big_ping(&t.lan, VPC_HOST, "LAN host (MTU 1500) -> VPC host");
     big_ping(lap, VPC_HOST, "laptop -> VPC host");
@@ -426,8 +376,8 @@ fn syns_are_clamped_and_big_packets_cross_the_tunnel_from_lan_and_laptop() {
     tcp_send(lap, VPC_HOST, 1 << 20, "laptop -> VPC host, 1 MiB");
     tcp_send(&t.lan, &lap_addr, 1 << 20, "LAN host -> laptop, 1 MiB");
 
-    let at_vpc = vpc_cap.stop(t.vgw());
-    let at_lap = lap_cap.stop(lap);
+    let at_vpc = stop_ipv4(vpc_cap, t.vgw());
+    let at_lap = stop_ipv4(lap_cap, lap);
 
     // SYNs towards the VPC, from the LAN (MSS 1460) and the laptop (1380).
     assert_mss_at_most(&at_vpc, LAN_HOST, false, TCP_MSS, "VPC side of the VGW");

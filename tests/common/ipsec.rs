@@ -366,8 +366,23 @@ impl Capture {
     /// udp port 4500` in `ns` (as root: `-Z root`), waiting (10 s) until it
     /// listens.
     pub fn start(ns: &Netns, ifname: &str, dir: &Path, tag: &str) -> Capture {
+        Capture::start_filtered(ns, ifname, dir, tag, "udp port 500 or udp port 4500", 0)
+    }
+
+    /// Starts tcpdump on `ifname` in `ns` writing what matches `filter`
+    /// (the first `snaplen` bytes of each packet; 0 = whole packets) to
+    /// `<dir>/<tag>.pcap`, waiting (10 s) until it listens.
+    pub fn start_filtered(
+        ns: &Netns,
+        ifname: &str,
+        dir: &Path,
+        tag: &str,
+        filter: &str,
+        snaplen: u32,
+    ) -> Capture {
         let file = dir.join(format!("{tag}.pcap"));
         let log = dir.join(format!("{tag}.tcpdump.log"));
+        let snaplen = snaplen.to_string();
         let pid = ns.spawn(
             &format!("tcpdump {tag}"),
             "tcpdump",
@@ -380,10 +395,10 @@ impl Capture {
                 "-Z",
                 "root",
                 "-s",
-                "0",
+                &snaplen,
                 "-w",
                 file.to_str().unwrap(),
-                "udp port 500 or udp port 4500",
+                filter,
             ],
             &[],
             &log,
@@ -395,7 +410,7 @@ impl Capture {
                     .unwrap_or(false)
                     || !ns.running(pid)
             }) && ns.running(pid),
-            "tcpdump did not start in {}:\n{}",
+            "tcpdump did not start on {ifname} in {}:\n{}",
             ns.name,
             tail(&log, 20)
         );
@@ -405,19 +420,25 @@ impl Capture {
     /// Stops tcpdump (SIGINT, bounded wait) and returns the UDP datagrams
     /// it wrote, in order.
     pub fn stop(self, ns: &Netns) -> Vec<Datagram> {
+        let file = self.file.clone();
+        let bytes = self.stop_raw(ns);
+        parse_pcap(&bytes).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+    }
+
+    /// Stops tcpdump (SIGINT, bounded wait) and returns the pcap file's bytes.
+    pub fn stop_raw(self, ns: &Netns) -> Vec<u8> {
         signal(self.pid, libc::SIGINT);
         assert!(
             ns.wait_exit(self.pid, Duration::from_secs(5)).is_some(),
             "tcpdump ignored SIGINT for 5 s"
         );
-        let bytes = fs::read(&self.file).unwrap_or_else(|e| {
+        fs::read(&self.file).unwrap_or_else(|e| {
             panic!(
                 "no capture {}: {e}\n{}",
                 self.file.display(),
                 tail(&self.log, 20)
             )
-        });
-        parse_pcap(&bytes).unwrap_or_else(|e| panic!("{}: {e}", self.file.display()))
+        })
     }
 }
 
