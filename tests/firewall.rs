@@ -554,6 +554,7 @@ fn one_packet_matrix_gives_the_evaluators_verdicts_on_the_kernel_and_the_core_pa
     let before = firewall_status(&lab.cfg, &t.gw);
     let mut wrong = Vec::new();
     let mut cells = 0;
+    let mut reached = std::collections::HashMap::new();
     for (sname, sns, saddr, szone) in &hosts {
         for (dname, _, daddr, dzone) in &hosts {
             // Laptop to laptop is one zone through the kernel; skip self.
@@ -579,6 +580,7 @@ fn one_packet_matrix_gives_the_evaluators_verdicts_on_the_kernel_and_the_core_pa
                     "kernel"
                 };
                 cells += 1;
+                reached.insert((*sname, *dname, port), got.is_ok());
                 if got.is_ok() != want || got.as_ref().is_ok_and(|s| s != saddr) {
                     wrong.push(format!(
                         "{sname} -> {dname}:{port} ({path}): evaluator says {}, got {got:?}",
@@ -594,6 +596,18 @@ fn one_packet_matrix_gives_the_evaluators_verdicts_on_the_kernel_and_the_core_pa
         wrong.len(),
         wrong.join("\n")
     );
+    // The cells, stated outright (not only through the evaluator):
+    // alice's TCP 5432 to the VPC (core) and to the LAN (kernel) is stopped,
+    // bob and the LAN host still reach the VPC's 5432.
+    for (cell, want) in [
+        (("alice", "vpc", 5432), false),
+        (("alice", "lan", 5432), false),
+        (("bob", "vpc", 5432), true),
+        (("lan", "vpc", 5432), true),
+        (("alice", "vpc", 80), true),
+    ] {
+        assert_eq!(reached.get(&cell), Some(&want), "{cell:?}");
+    }
 
     // The rule counters rose: in the core for the VPC, in nft for the LAN.
     let after = firewall_status(&lab.cfg, &t.gw);
