@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::IpNet;
 
 use super::policy::{default_allows, Hook, Interfaces, Policy, Rule, Side};
 use crate::config::firewall::{FirewallAction, FirewallProto, Zone};
@@ -40,34 +40,15 @@ impl Fam {
 /// `a` or `{ a, b }`, overlapping prefixes merged (nft refuses overlapping
 /// intervals in one set).
 fn set(nets: &[IpNet], fam: Fam) -> String {
-    let items: Vec<String> = match fam {
-        Fam::V4 => {
-            let v: Vec<Ipv4Net> = nets
-                .iter()
-                .filter_map(|n| match n {
-                    IpNet::V4(n) => Some(*n),
-                    IpNet::V6(_) => None,
-                })
-                .collect();
-            Ipv4Net::aggregate(&v)
-                .iter()
-                .map(|n| host_or_net(IpNet::V4(*n)))
-                .collect()
-        }
-        Fam::V6 => {
-            let v: Vec<Ipv6Net> = nets
-                .iter()
-                .filter_map(|n| match n {
-                    IpNet::V6(n) => Some(*n),
-                    IpNet::V4(_) => None,
-                })
-                .collect();
-            Ipv6Net::aggregate(&v)
-                .iter()
-                .map(|n| host_or_net(IpNet::V6(*n)))
-                .collect()
-        }
-    };
+    let of_family: Vec<IpNet> = nets
+        .iter()
+        .filter(|n| matches!((fam, n), (Fam::V4, IpNet::V4(_)) | (Fam::V6, IpNet::V6(_))))
+        .copied()
+        .collect();
+    let items: Vec<String> = IpNet::aggregate(&of_family)
+        .into_iter()
+        .map(host_or_net)
+        .collect();
     braces(&items)
 }
 
