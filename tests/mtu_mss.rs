@@ -123,52 +123,15 @@ impl Ip4 {
 /// The IPv4 packets of a pcap file with Ethernet (1) or raw IP (101, 12, 14)
 /// framing.
 fn parse_pcap_ipv4(b: &[u8]) -> Result<Vec<Ip4>, String> {
-    if b.len() < 24 {
-        return Err("shorter than a pcap header".into());
-    }
-    let le = match u32::from_le_bytes(b[0..4].try_into().unwrap()) {
-        0xa1b2_c3d4 | 0xa1b2_3c4d => true,
-        0xd4c3_b2a1 | 0x4d3c_b2a1 => false,
-        m => return Err(format!("not a pcap file (magic {m:08x})")),
-    };
-    let u32_at = |o: usize| -> u32 {
-        let a: [u8; 4] = b[o..o + 4].try_into().unwrap();
-        if le {
-            u32::from_le_bytes(a)
-        } else {
-            u32::from_be_bytes(a)
-        }
-    };
-    let skip = match u32_at(20) {
-        1 => 14,
-        101 | 12 | 14 => 0,
-        t => return Err(format!("link type {t}: expected Ethernet or raw IP")),
-    };
-    let mut out = Vec::new();
-    let mut o = 24;
-    while o + 16 <= b.len() {
-        let incl = u32_at(o + 8) as usize;
-        let frame = b
-            .get(o + 16..o + 16 + incl)
-            .ok_or("truncated pcap record")?;
-        o += 16 + incl;
-        if skip == 14 && frame.get(12..14) != Some(&[0x08, 0x00][..]) {
-            continue;
-        }
-        let Some(ip) = frame.get(skip..) else {
-            continue;
-        };
-        if ip.len() < 20 || ip[0] >> 4 != 4 {
-            continue;
-        }
-        out.push(Ip4 {
+    Ok(pcap_ipv4_packets(b)?
+        .into_iter()
+        .map(|ip| Ip4 {
             src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
             dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
             total_len: usize::from(u16::from_be_bytes([ip[2], ip[3]])),
             bytes: ip.to_vec(),
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 /// (flags, MSS) of the SYNs (with `ack`: SYN-ACKs) from `src` in `pkts`.

@@ -442,8 +442,9 @@ impl Capture {
     }
 }
 
-/// The UDP-over-IPv4 datagrams of a pcap file with Ethernet framing.
-pub fn parse_pcap(b: &[u8]) -> Result<Vec<Datagram>, String> {
+/// The IPv4 packets of a pcap file (Ethernet or raw-IP link type), in
+/// order, each from its IP header to the end of what was captured.
+pub fn pcap_ipv4_packets(b: &[u8]) -> Result<Vec<&[u8]>, String> {
     if b.len() < 24 {
         return Err("shorter than a pcap header".into());
     }
@@ -461,10 +462,11 @@ pub fn parse_pcap(b: &[u8]) -> Result<Vec<Datagram>, String> {
             u32::from_be_bytes(a)
         }
     };
-    let linktype = u32_at(20);
-    if linktype != 1 {
-        return Err(format!("link type {linktype}, expected Ethernet (1)"));
-    }
+    let skip = match u32_at(20) {
+        1 => 14,
+        101 | 12 | 14 => 0,
+        t => return Err(format!("link type {t}: expected Ethernet or raw IP")),
+    };
     let mut out = Vec::new();
     let mut o = 24;
     while o + 16 <= b.len() {
@@ -473,10 +475,21 @@ pub fn parse_pcap(b: &[u8]) -> Result<Vec<Datagram>, String> {
             .get(o + 16..o + 16 + incl)
             .ok_or("truncated pcap record")?;
         o += 16 + incl;
-        if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
+        if skip == 14 && frame.get(12..14) != Some(&[0x08, 0x00][..]) {
             continue;
         }
-        let ip = &frame[14..];
+        match frame.get(skip..) {
+            Some(ip) if ip.len() >= 20 && ip[0] >> 4 == 4 => out.push(ip),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The UDP-over-IPv4 datagrams of a pcap file.
+pub fn parse_pcap(b: &[u8]) -> Result<Vec<Datagram>, String> {
+    let mut out = Vec::new();
+    for ip in pcap_ipv4_packets(b)? {
         let ihl = ((ip[0] & 0x0f) as usize) * 4;
         if ip[0] >> 4 != 4 || ip[9] != 17 || ip.len() < ihl + 8 {
             continue;
