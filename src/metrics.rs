@@ -293,6 +293,10 @@ impl Families {
         }
     }
 
+    /// Per tunnel, label `tunnel`. Probe results (RTT, loss, switches)
+    /// belong here as `ipiece_tunnel_probe_rtt_seconds`,
+    /// `ipiece_tunnel_probe_loss_ratio` and `ipiece_tunnel_switches_total`
+    /// with the same label; a new [`TunnelState`] variant needs nothing.
     fn fill_tunnels(&self, st: &GatewayStatus) {
         for t in &st.tunnels {
             let l: Labels = vec![("tunnel", t.name.clone())];

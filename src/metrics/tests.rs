@@ -264,6 +264,19 @@ fn tunnel_state_is_one_series_per_state_with_one_set() {
 }
 
 #[test]
+fn state_label_values_are_the_status_names_of_every_state() {
+    // `wgctl status --json` and the metrics name each state the same way,
+    // whatever variants TunnelState has (a state added later included).
+    let mut n = 0;
+    for s in TunnelState::iter() {
+        let label: &'static str = s.into();
+        assert_eq!(serde_json::to_value(s).unwrap(), label, "{s:?}");
+        n += 1;
+    }
+    assert!(n >= 4);
+}
+
+#[test]
 fn aws_firewall_and_gateway_counters() {
     let text = rendered(Format::Prometheus);
     let v = "{vpn_connection_id=\"vpn-0a3c5e7f9b1d2e4f6\"";
