@@ -166,9 +166,11 @@ fn reg<M: Metric + Clone>(r: &mut Reg, name: &str, help: &str, metric: M) -> M {
 
 impl Families {
     fn new() -> Families {
-        let mut r = Reg::default();
-        let r = &mut r;
-        let f = Families {
+        let mut registered = Reg::default();
+        let r = &mut registered;
+        let mut f = Families {
+            registry: Registry::default(),
+            names: Vec::new(),
             build_info: reg(r, "ipiece_build_info", "ipiece's version and the gateway's name; always 1", Gauges::default()),
             uptime: reg(r, "ipiece_uptime_seconds", "Seconds since ipieced started", Gauges::default()),
 
@@ -221,15 +223,9 @@ impl Families {
             wg_dropped: reg(r, "ipiece_wireguard_dropped_datagrams", "WireGuard datagrams refused, by reason (malformed, unknown_peer, handshake_refused, handshake_limited)", Counters::default()),
             wg_cookies: reg(r, "ipiece_wireguard_cookies_sent", "Cookie replies sent under load", Counters::default()),
             wg_handshakes_processed: reg(r, "ipiece_wireguard_handshakes_processed", "Handshake messages that passed the MAC, load and per-source checks (each costs X25519 work)", Counters::default()),
-            registry: Registry::default(),
-            names: Vec::new(),
         };
-        let Reg { registry, names } = std::mem::take(r);
-        Families {
-            registry,
-            names,
-            ..f
-        }
+        (f.registry, f.names) = (registered.registry, registered.names);
+        f
     }
 
     fn fill(&self, s: &Snapshot<'_>) {
