@@ -14,7 +14,8 @@
 //!   carry the warning naming file:line:column;
 //! - `promtool check rules` and `promtool test rules` pass on the shipped
 //!   alert rules;
-//! - a reload moves the listener and turns it off; `--log-format json`
+//! - a taken port stops the start (naming `metrics.listen`); a reload
+//!   moves the listener and turns it off; `--log-format json`
 //!   keeps its field names (timestamp, level, target, fields.message and the
 //!   events' own fields) for Loki.
 //!
@@ -419,6 +420,33 @@ fn the_listener_follows_reloads_and_json_logs_keep_their_fields() {
     let cfg = GwConfig::init(&t.dir.join("etc"), NAT_WAN);
     t.gw.remove_at_teardown(&cfg.uapi_socket());
     t.gw.remove_at_teardown(&cfg.control_socket);
+    // A taken port stops the start, before the TUN exists, naming the key.
+    let squatter = in_netns(&t.gw, || {
+        std::net::TcpListener::bind(("127.0.0.1", METRICS_PORT)).unwrap()
+    });
+    let refused_log = t.dir.join("ipieced.refused.log");
+    let refused = t.gw.spawn(
+        "ipieced",
+        IPIECED,
+        &["--config", cfg.path.to_str().unwrap()],
+        &[("IPIECE_LOG", "info"), ("NO_COLOR", "1")],
+        &refused_log,
+    );
+    let st = t.gw.wait_exit(refused, Duration::from_secs(15));
+    let text = fs::read_to_string(&refused_log).unwrap_or_default();
+    assert!(
+        st.is_some_and(|s| !s.success())
+            && text.contains(&format!(
+                "metrics.listen 127.0.0.1:{METRICS_PORT}: cannot listen"
+            )),
+        "{st:?}:\n{text}"
+    );
+    assert!(
+        !t.gw.try_ip(&format!("link show {}", cfg.tun)).ok(),
+        "the refused daemon left its TUN"
+    );
+    drop(squatter);
+
     let log = t.dir.join("ipieced.json.log");
     let pid = t.gw.spawn(
         "ipieced",

@@ -456,6 +456,8 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
     let natt_sock = bind_ike(natt::NATT_PORT).await?;
     let (control, _control_file) = bind_unix(&settings.control_socket)?;
     let (uapi_l, _uapi_file) = bind_unix(&uapi::socket_path(&settings.tun_name))?;
+    let (scrape_tx, mut scrapes) = mpsc::channel::<Scrape>(8);
+    let mut metrics = MetricsShell::start(cfg.metrics.listen, scrape_tx)?;
     let tun = kernel::create_tun(&settings.tun_name, settings.address, settings.mtu).map_err(
         |source| DaemonError::Tun {
             name: settings.tun_name.clone(),
@@ -471,9 +473,6 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %e, "cannot enable IPv4 forwarding"),
     }
-
-    let (scrape_tx, mut scrapes) = mpsc::channel::<Scrape>(8);
-    let mut metrics = MetricsShell::start(cfg.metrics.listen, scrape_tx)?;
 
     let (tx, mut rx) = mpsc::channel::<Ctl>(64);
     let control_task = accept_loop(control, tx.clone(), false);
