@@ -10,6 +10,7 @@ use ipnet::{IpNet, Ipv4Net};
 
 use super::firewall::FirewallConfig;
 use super::keys::Key;
+use super::lan::{DnsConfig, LanConfig};
 use crate::ike::proposal::Proposal;
 use crate::wire::Identity;
 
@@ -116,6 +117,10 @@ pub struct Config {
     pub aws: Option<AwsConfig>,
     /// The `[firewall]` table (the default policy when the file has none).
     pub firewall: FirewallConfig,
+    /// The `[lan]` table (with `[lan.dhcp]`), when the file has one.
+    pub lan: Option<LanConfig>,
+    /// The `[dns]` table, when the file has one.
+    pub dns: Option<DnsConfig>,
 }
 
 /// Largest accepted `aws.sync_interval` (one day).
@@ -545,6 +550,8 @@ mod tests {
             ipsec: IpsecConfig::default(),
             aws: None,
             firewall: FirewallConfig::default(),
+            lan: None,
+            dns: None,
         }
     }
 

@@ -10,6 +10,7 @@
 pub(crate) mod aws;
 mod firewall;
 mod ipsec;
+mod lan;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,8 +28,16 @@ use super::model::{
 };
 
 /// Keys allowed at the top level.
-pub(crate) const ROOT_KEYS: &[&str] =
-    &["gateway", "wireguard", "peers", "ipsec", "aws", "firewall"];
+pub(crate) const ROOT_KEYS: &[&str] = &[
+    "gateway",
+    "wireguard",
+    "peers",
+    "ipsec",
+    "aws",
+    "firewall",
+    "lan",
+    "dns",
+];
 /// Keys allowed in `[gateway]`.
 pub(crate) const GATEWAY_KEYS: &[&str] = &[
     "name",
@@ -516,6 +525,15 @@ impl<'a> Checker<'a> {
                 ],
             },
         );
+        let lan = self.lan(
+            root,
+            &lan::LanContext {
+                lan_prefixes: gateway.as_ref().map(|g| g.lan_prefixes.as_slice()),
+                firewall_lan_interface: firewall.as_ref().and_then(|f| f.lan_interface.as_deref()),
+                dns_on: root.contains_key("dns"),
+            },
+        );
+        let dns = self.dns(root);
         Some(Config {
             path: self.file.to_path_buf(),
             gateway: gateway?,
@@ -524,6 +542,8 @@ impl<'a> Checker<'a> {
             ipsec: ipsec?,
             aws: aws?,
             firewall: firewall?,
+            lan: lan?,
+            dns: dns?,
         })
     }
 
