@@ -10,6 +10,8 @@
 //!   packets, ticks and config changes in; datagrams, TUN packets, events out.
 //! - [`firewall`]: the firewall and NAT policy, its nftables rendering and
 //!   its in-core evaluator for the WireGuard <-> ESP path.
+//! - [`lan`]: the LAN services (DHCP and DNS by dnsmasq): its rendered
+//!   configuration, the restart schedule, the lease file.
 //! - [`dataplane`]: the thin tokio shell (UDP, TUN, timers, signals).
 //! - [`control`]: the JSON control protocol over a Unix socket, and the
 //!   WireGuard cross-platform userspace API (`wg show`).
@@ -25,5 +27,6 @@ pub mod firewall;
 pub mod gateway;
 pub mod ike;
 pub mod ipsec;
+pub mod lan;
 pub mod wg;
 pub mod wire;
