@@ -9,6 +9,7 @@ use crate::control::proto::{Request, Response, MAX_LINE};
 use crate::control::uapi;
 use crate::dataplane::firewall::{fill_kernel_counters, FirewallError, FirewallShell};
 use crate::dataplane::kernel::{self, Routes};
+use crate::dataplane::lan::{LanError, LanShell};
 use crate::gateway::{Gateway, GatewayStatus, Io, Settings, UdpPort, TICK};
 use crate::wire::natt;
 use std::io;
@@ -68,6 +69,9 @@ pub enum DaemonError {
     /// The firewall could not be put in place (nothing is forwarded).
     #[error("firewall: {0}")]
     Firewall(#[from] FirewallError),
+    /// The LAN services (dnsmasq) could not be started.
+    #[error("LAN services: {0}")]
+    Lan(#[from] LanError),
 }
 
 enum Ctl {
@@ -322,6 +326,7 @@ fn reload(
     routes: &mut Routes,
     aws: &mut AwsShell,
     fw: &mut FirewallShell,
+    lan: &mut LanShell,
     io: &mut ShellIo<'_>,
 ) -> Response {
     let cfg = match Config::load(path) {
@@ -355,6 +360,7 @@ fn reload(
     };
     gw.set_firewall(policy);
     aws.configure(&cfg);
+    lan.reload(&cfg);
     let remote = settings.remote_prefixes.clone();
     let outcome = gw.apply(settings, Instant::now(), io);
     for e in routes.sync(&remote) {
@@ -397,18 +403,20 @@ impl AwsShell {
     }
 
     /// The status with the AWS and firewall parts filled in.
-    fn status(&self, gw: &Gateway, fw: &FirewallShell) -> GatewayStatus {
+    fn status(&self, gw: &Gateway, fw: &FirewallShell, lan: &LanShell) -> GatewayStatus {
         let now = Instant::now();
         let mut st = gw.status(now, SystemTime::now());
         st.aws = self.monitor.as_ref().map(|m| m.status(now, &st.tunnels));
         st.firewall = Some(fw.status(gw.firewall_counters()));
+        st.lan = lan.status();
         st
     }
 }
 
 /// Runs the daemon with the validated `cfg` read from `path` until SIGTERM
-/// or SIGINT; the TUN, its routes and the sockets are gone on return.
-pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
+/// or SIGINT; the TUN, its routes, the sockets and dnsmasq are gone on
+/// return. `state_dir` holds dnsmasq's files (configuration, hosts, leases).
+pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), DaemonError> {
     let settings = Settings::load(&cfg)?;
     // The firewall is in the kernel before anything is forwarded, and stays
     // there when ipieced stops or dies: the box never forwards unfiltered.
@@ -454,6 +462,9 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
     for e in routes.sync(&settings.remote_prefixes) {
         tracing::warn!(error = %e, "route install");
     }
+    // dnsmasq listens on the LAN and WireGuard addresses: the TUN is up.
+    let wan = fw.applied.interfaces.as_ref().map(|i| i.wan.clone());
+    let mut lan = LanShell::start(&cfg, &state_dir, wan)?;
     match kernel::enable_ipv4_forwarding() {
         Ok(true) => tracing::info!("IPv4 forwarding enabled"),
         Ok(false) => {}
@@ -561,7 +572,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
                 Ctl::Control(Request::Status, reply) => {
                     // The kernel's counters come from `nft`: read them off
                     // the event loop, which keeps forwarding meanwhile.
-                    let mut st = aws.status(&gw, &fw);
+                    let mut st = aws.status(&gw, &fw, &lan);
                     tokio::task::spawn_blocking(move || {
                         if let Some(f) = st.firewall.as_mut() {
                             fill_kernel_counters(f);
@@ -579,7 +590,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
                 }
                 Ctl::Control(Request::Reload, reply) => {
                     let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
-                    let _ = reply.send(reload(&path, &mut gw, &mut routes, &mut aws, &mut fw, &mut io));
+                    let _ = reply.send(reload(&path, &mut gw, &mut routes, &mut aws, &mut fw, &mut lan, &mut io));
                 }
                 Ctl::Control(Request::Tunnel { name, action }, reply) => {
                     let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
@@ -597,7 +608,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
             _ = sighup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", path.display());
                 let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
-                let _ = reload(&path, &mut gw, &mut routes, &mut aws, &mut fw, &mut io);
+                let _ = reload(&path, &mut gw, &mut routes, &mut aws, &mut fw, &mut lan, &mut io);
             }
             Some(report) = aws_reports.recv() => {
                 if let Some(m) = aws.monitor.as_mut() {
@@ -613,6 +624,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
                     }
                 }
             }
+            ev = lan.next_event() => lan.on_event(ev),
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break; }
         }
@@ -627,6 +639,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> Result<(), DaemonError> {
         };
         gw.shutdown(Instant::now(), &mut io);
     }
+    lan.stop().await;
     control_task.abort();
     uapi_task.abort();
     aws_task.abort();
