@@ -20,6 +20,7 @@
 //!   through the IPsec tunnel;
 //! - the WAN gets no DNS and no DHCP answer, and dnsmasq listens on the LAN
 //!   and WireGuard addresses only;
+//! - a DHCP option change restarts dnsmasq (a peer change does not);
 //! - dnsmasq killed: restarted, the restart and the reason in `wgctl status`
 //!   (text and JSON);
 //! - dnsmasq missing: ipieced refuses to start and names the package.
@@ -93,9 +94,9 @@ struct Lab {
     /// DHCP clients on the LAN bridge.
     clients: Vec<Netns>,
     t: Topology,
-    /// dnsmasq's state directory (its parent must be traversable by the
-    /// dnsmasq user: 0755).
-    _state: TempDir,
+    /// Holds dnsmasq's state directory `state` (this parent must be
+    /// traversable by the dnsmasq user: 0755).
+    state: TempDir,
 }
 
 impl Lab {
@@ -122,7 +123,7 @@ impl Lab {
             daemon,
             clients: Vec::new(),
             t,
-            _state: state,
+            state,
         };
         lab.wait_dnsmasq_running(None);
         lab
@@ -605,16 +606,37 @@ fn the_wan_gets_no_dns_or_dhcp_answer_and_dnsmasq_listens_inside_only() {
 }
 
 #[test]
-fn dnsmasq_killed_is_restarted_and_shown_in_status() {
-    let test = "dnsmasq_killed_is_restarted_and_shown_in_status";
+fn dnsmasq_restarts_on_option_changes_and_after_a_kill_and_stops_with_ipieced() {
+    let test = "dnsmasq_restarts_on_option_changes_and_after_a_kill_and_stops_with_ipieced";
     if !ready(test) {
         return;
     }
     let lab = Lab::new(Topology::new(0), "", |_| {});
-    let first = lab.status()["lan"]["pid"].as_u64().expect("dnsmasq pid");
+    let started = lab.status()["lan"]["pid"].as_u64().expect("dnsmasq pid");
     wait_until(SLOW, Duration::from_millis(300), || {
         dns_answers(&lab.t.lan, GW_LAN, &format!("nas.{DOMAIN}"))
     });
+
+    // A DHCP option changed: dnsmasq restarted with it (a new PID), which is
+    // no failure.
+    let text = fs::read_to_string(&lab.cfg.path).unwrap();
+    fs::write(
+        &lab.cfg.path,
+        text.replace("lease_time = 600", "lease_time = 900"),
+    )
+    .unwrap();
+    reload(&lab.cfg, &lab.t.gw);
+    let lan = lab.wait_dnsmasq_running(Some(started));
+    assert_eq!(lan["restarts"].as_u64(), Some(0), "{lan:#}");
+    let conf = fs::read_to_string(lab.state.join("state/dnsmasq.conf")).unwrap();
+    assert!(
+        conf.contains("dhcp-range=172.16.4.100,172.16.4.150,255.255.255.0,900\n"),
+        "{conf}"
+    );
+    wait_resolves(&lab.t.lan, GW_LAN, &format!("nas.{DOMAIN}"), "172.16.4.5");
+
+    // Killed: started again, the restart and the reason in status.
+    let first = lan["pid"].as_u64().unwrap();
     assert!(signal(first as u32, 9), "kill -9 {first}");
     let lan = lab.wait_dnsmasq_running(Some(first));
     assert!(lan["restarts"].as_u64() >= Some(1), "{lan:#}");
