@@ -703,3 +703,55 @@ fn a_missing_dnsmasq_stops_ipieced_with_the_package_name() {
         "{text}"
     );
 }
+
+#[test]
+fn a_dnsmasq_that_cannot_start_is_retried_with_its_reason_in_status() {
+    let test = "a_dnsmasq_that_cannot_start_is_retried_with_its_reason_in_status";
+    if !ready(test) {
+        return;
+    }
+    // The LAN address is missing from the LAN interface when ipieced starts:
+    // dnsmasq cannot bind it and exits.
+    let t = Topology::new(0);
+    bridge_the_lan(&t);
+    t.gw.ip(&format!("addr del {GW_LAN}/24 dev brlan"));
+    let cfg = GwConfig::init(&t.dir.join("gw"), NAT_WAN);
+    toml_set_str(&cfg.path, "firewall", "lan_interface", "brlan");
+    let mut text = fs::read_to_string(&cfg.path).unwrap();
+    text.push_str(&lan_tables(""));
+    fs::write(&cfg.path, text).unwrap();
+    let state = TempDir::new("lanstate");
+    fs::set_permissions(&state.path, fs::Permissions::from_mode(0o755)).unwrap();
+    let daemon = start_ipieced_env(
+        &t.gw,
+        &cfg,
+        &[("IPIECE_STATE_DIR", state.join("state").to_str().unwrap())],
+    );
+    let mut lan = Value::Null;
+    let failing = wait_until(SLOW, Duration::from_millis(200), || {
+        lan = cfg.status_json(&t.gw)["lan"].clone();
+        lan["restarts"].as_u64() >= Some(2)
+    });
+    assert!(
+        failing,
+        "no failed starts counted: {lan:#}\n{}",
+        tail(&daemon.log, 30)
+    );
+    let why = lan["last_error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("exit status") && why.contains(GW_LAN),
+        "status does not say why dnsmasq failed: {lan:#}"
+    );
+    // The address back: dnsmasq comes up at its next attempt (backoff).
+    t.gw.ip(&format!("addr add {GW_LAN}/24 dev brlan"));
+    let up = wait_until(Duration::from_secs(90), Duration::from_millis(300), || {
+        lan = cfg.status_json(&t.gw)["lan"].clone();
+        lan["state"] == "running"
+    });
+    assert!(
+        up,
+        "dnsmasq never came up: {lan:#}\n{}",
+        tail(&daemon.log, 30)
+    );
+    wait_resolves(&t.lan, GW_LAN, &format!("nas.{DOMAIN}"), "172.16.4.5");
+}

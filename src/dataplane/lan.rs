@@ -312,13 +312,16 @@ impl LanShell {
                     self.spawn();
                     return;
                 }
-                let mut how = match status {
+                let last = self.last_line.lock().ok().and_then(|mut g| g.take());
+                let how = match status {
+                    // dnsmasq says why it gave up in its last line.
+                    Ok(s) if s.code().is_some_and(|c| c != 0) => format!(
+                        "dnsmasq exited: {s}{}",
+                        last.map(|l| format!(" ({l})")).unwrap_or_default()
+                    ),
                     Ok(s) => format!("dnsmasq exited: {s}"),
                     Err(e) => format!("dnsmasq: cannot wait for it: {e}"),
                 };
-                if let Some(l) = self.last_line.lock().ok().and_then(|mut g| g.take()) {
-                    how.push_str(&format!(" (last message: {l})"));
-                }
                 self.sup.on_exit(now, how.clone());
                 tracing::warn!(
                     restarts = self.sup.restarts(),

@@ -157,10 +157,10 @@ fn render_dhcp(c: &mut String, prefix_len: u8, dhcp: &DhcpConfig, paths: &Paths)
     let _ = writeln!(c, "dhcp-leasefile={}", paths.lease_file.display());
     c.push_str("dhcp-authoritative\n");
     let _ = writeln!(c, "dhcp-option=option:router,{}", dhcp.router);
-    if !dhcp.dns_servers.is_empty() {
-        let list: Vec<String> = dhcp.dns_servers.iter().map(ToString::to_string).collect();
-        let _ = writeln!(c, "dhcp-option=option:dns-server,{}", list.join(","));
-    }
+    // Without data the option is not sent at all (dnsmasq would otherwise
+    // name itself whenever it serves DNS).
+    let list: Vec<String> = dhcp.dns_servers.iter().map(|a| format!(",{a}")).collect();
+    let _ = writeln!(c, "dhcp-option=option:dns-server{}", list.concat());
     for s in &dhcp.statics {
         match &s.hostname {
             Some(h) => {
@@ -377,7 +377,11 @@ dhcp-host=52:54:00:12:34:57,172.16.4.21
         assert!(r.conf.contains("\nport=0\n"), "{}", r.conf);
         assert!(!r.conf.contains("listen-address=172.16.60.1"));
         assert!(!r.conf.contains("except-interface"));
-        assert!(!r.conf.contains("option:dns-server"));
+        assert!(
+            r.conf.contains("\ndhcp-option=option:dns-server\n"),
+            "{}",
+            r.conf
+        );
         assert!(!r.conf.contains("\nserver="));
         assert!(r.conf.contains("user=root\n"));
         assert_eq!(r.listen, vec!["172.16.4.1".parse::<IpAddr>().unwrap()]);
