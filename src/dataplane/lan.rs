@@ -110,6 +110,17 @@ fn write_file(path: &Path, text: &str) -> Result<(), LanError> {
     std::fs::rename(&tmp, path).map_err(err)
 }
 
+/// Fails when `cfg` asks for DHCP or DNS and dnsmasq cannot be found: the
+/// daemon checks this before it creates anything.
+pub fn preflight(cfg: &Config) -> Result<(), LanError> {
+    let wanted = cfg.dns.is_some() || cfg.lan.as_ref().is_some_and(|l| l.dhcp.is_some());
+    let program = dnsmasq_program();
+    if wanted && !program_exists(&program) {
+        return Err(LanError::DnsmasqMissing { program });
+    }
+    Ok(())
+}
+
 /// What happened to dnsmasq, for [`LanShell::on_event`].
 #[derive(Debug)]
 pub enum LanEvent {

@@ -420,6 +420,7 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
     let settings = Settings::load(&cfg)?;
     // The firewall is in the kernel before anything is forwarded, and stays
     // there when ipieced stops or dies: the box never forwards unfiltered.
+    crate::dataplane::lan::preflight(&cfg)?;
     let mut fw = FirewallShell::start(&cfg)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
