@@ -212,19 +212,21 @@ fn udhcpc_script(dir: &Path, tag: &str, configure: bool) -> (PathBuf, PathBuf) {
     (script, out)
 }
 
-/// Runs busybox udhcpc once on `iface` in `ns` (sending `hostname`);
-/// `None` when no lease came.
+/// Runs busybox udhcpc once on `iface` in `ns` (sending `hostname`):
+/// `tries` discovers 3 s apart; `None` when no lease came.
 fn dhcp(
     ns: &Netns,
     iface: &str,
     dir: &Path,
     hostname: Option<&str>,
     configure: bool,
+    tries: u32,
 ) -> Option<Lease> {
     let (script, out) = udhcpc_script(dir, &ns.name, configure);
     let _ = fs::remove_file(&out);
+    let tries = tries.to_string();
     let mut args = vec![
-        "udhcpc", "-i", iface, "-f", "-q", "-n", "-t", "6", "-T", "2", "-s",
+        "udhcpc", "-i", iface, "-f", "-q", "-n", "-t", &tries, "-T", "3", "-s",
     ];
     let script = script.to_str().unwrap().to_owned();
     args.push(&script);
@@ -234,7 +236,7 @@ fn dhcp(
         args.push("-x");
         args.push(&opt);
     }
-    let run = ns.exec_t("busybox", &args, Duration::from_secs(40));
+    let run = ns.exec_t("busybox", &args, Duration::from_secs(90));
     let text = fs::read_to_string(&out).ok()?;
     assert!(run.ok(), "udhcpc wrote a lease but failed: {run}");
     let get = |k: &str| {
@@ -307,12 +309,13 @@ fn dhcp_clients_get_leases_and_laptops_resolve_lan_hosts_and_each_other() {
     // A dynamic client: an address in the range, the gateway as router and
     // DNS server, the domain.
     let d = lab.add_client("dyn", None);
-    let lease = dhcp(&lab.clients[d], "eth0", &dir, Some(DYN_NAME), true).unwrap_or_else(|| {
-        panic!(
-            "no DHCP lease for the dynamic client:\n{}",
-            tail(&lab.daemon.log, 40)
-        )
-    });
+    let lease =
+        dhcp(&lab.clients[d], "eth0", &dir, Some(DYN_NAME), true, 15).unwrap_or_else(|| {
+            panic!(
+                "no DHCP lease for the dynamic client:\n{}",
+                tail(&lab.daemon.log, 40)
+            )
+        });
     let last: u8 = lease.ip.rsplit('.').next().unwrap().parse().unwrap();
     assert!(
         lease.ip.starts_with("172.16.4.") && (100..=150).contains(&last),
@@ -326,7 +329,7 @@ fn dhcp_clients_get_leases_and_laptops_resolve_lan_hosts_and_each_other() {
 
     // The static mapping: its fixed address.
     let f = lab.add_client("fixed", Some(FIXED_MAC));
-    let fixed = dhcp(&lab.clients[f], "eth0", &dir, None, true).unwrap_or_else(|| {
+    let fixed = dhcp(&lab.clients[f], "eth0", &dir, None, true, 15).unwrap_or_else(|| {
         panic!(
             "no DHCP lease for the static mapping:\n{}",
             tail(&lab.daemon.log, 40)
@@ -582,7 +585,7 @@ fn the_wan_gets_no_dns_or_dhcp_answer_and_dnsmasq_listens_inside_only() {
     }
     // No DHCP offer on the WAN link (udhcpc on the router's side of it).
     assert!(
-        dhcp(&lab.t.nat, "lan", &dir, None, false).is_none(),
+        dhcp(&lab.t.nat, "lan", &dir, None, false, 3).is_none(),
         "a DHCP client on the WAN got a lease from the gateway"
     );
     // dnsmasq's DNS sockets: the LAN and WireGuard addresses only.
