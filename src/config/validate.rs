@@ -533,7 +533,15 @@ impl<'a> Checker<'a> {
                 dns_on: root.contains_key("dns"),
             },
         );
-        let dns = self.dns(root);
+        // The addresses the gateway's DNS listens on.
+        let mut own_dns = Vec::new();
+        if let Some(Some(l)) = &lan {
+            own_dns.push(IpAddr::V4(l.address.addr()));
+        }
+        if let Some(a) = wireguard.address {
+            own_dns.push(a.addr());
+        }
+        let dns = self.dns(root, &own_dns);
         Some(Config {
             path: self.file.to_path_buf(),
             gateway: gateway?,

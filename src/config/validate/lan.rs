@@ -129,13 +129,34 @@ impl Checker<'_> {
         }
     }
 
-    fn ip_list(&mut self, t: &Table<'_>, key: &str) -> Option<Vec<IpAddr>> {
+    /// A DNS server to ask: an address, not one this gateway's dnsmasq
+    /// listens on (`own`), which would make queries loop.
+    fn dns_server(&mut self, f: &Field<'_>, own: &[IpAddr]) -> Option<IpAddr> {
+        let a = self.ip(f)?;
+        if own.contains(&a) {
+            self.error(
+                &f.span,
+                &f.path,
+                format!(
+                    "{a} is this gateway's own DNS server (lan.address or wireguard.address): \
+                     queries would loop; name another server"
+                ),
+            );
+            return None;
+        }
+        Some(a)
+    }
+
+    fn server_list(&mut self, t: &Table<'_>, key: &str, own: &[IpAddr]) -> Option<Vec<IpAddr>> {
         let Some(f) = self.get(t, key) else {
             return Some(Vec::new());
         };
         let elems = self.array(&f, "IP address strings")?;
         let before = self.errors.len();
-        let out: Vec<_> = elems.iter().filter_map(|e| self.ip(e)).collect();
+        let out: Vec<_> = elems
+            .iter()
+            .filter_map(|e| self.dns_server(e, own))
+            .collect();
         (self.errors.len() == before).then_some(out)
     }
 
@@ -492,7 +513,13 @@ impl Checker<'_> {
     // ---- [dns] -----------------------------------------------------------
 
     /// `[dns]`, optional: `Some(None)` when absent, `None` on errors.
-    pub(super) fn dns(&mut self, root: &dyn TableLike) -> Option<Option<DnsConfig>> {
+    /// `own`: the addresses the gateway's DNS listens on (never a server to
+    /// ask).
+    pub(super) fn dns(
+        &mut self,
+        root: &dyn TableLike,
+        own: &[IpAddr],
+    ) -> Option<Option<DnsConfig>> {
         let t = match self.optional_section(root, "dns") {
             Ok(Some(t)) => t,
             Ok(None) => return Some(None),
@@ -503,12 +530,12 @@ impl Checker<'_> {
         let domain = self
             .required(&t, "domain")
             .and_then(|f| self.dns_name(&f, false));
-        let upstream = self.ip_list(&t, "upstream");
+        let upstream = self.server_list(&t, "upstream", own);
         let vpn_subdomain = match self.get(&t, "vpn_subdomain") {
             Some(f) => self.dns_name(&f, false),
             None => Some(DEFAULT_VPN_SUBDOMAIN.to_owned()),
         };
-        let forwards = self.dns_forwards(&t);
+        let forwards = self.dns_forwards(&t, own);
         let hosts = self.dns_hosts(&t);
         if self.errors.len() != before {
             return None;
@@ -522,7 +549,7 @@ impl Checker<'_> {
         }))
     }
 
-    fn dns_forwards(&mut self, t: &Table<'_>) -> Vec<DnsForward> {
+    fn dns_forwards(&mut self, t: &Table<'_>, own: &[IpAddr]) -> Vec<DnsForward> {
         let mut out = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
         for ft in self.sub_tables(t, "forward") {
@@ -552,7 +579,10 @@ impl Checker<'_> {
                     return None;
                 }
                 let before = self.errors.len();
-                let v: Vec<IpAddr> = elems.iter().filter_map(|e| self.ip(e)).collect();
+                let v: Vec<IpAddr> = elems
+                    .iter()
+                    .filter_map(|e| self.dns_server(e, own))
+                    .collect();
                 (self.errors.len() == before).then_some(v)
             });
             if let (Some(domain), Some(servers)) = (domain, servers) {
@@ -842,6 +872,16 @@ address = "172.16.4.5"
         one(&e, 28, 10, "dns.domain", "not a DNS label");
         let e = fx.errors_with("[\"192.0.2.53\"]", "[\"192.0.2.x\"]");
         one(&e, 29, 13, "dns.upstream[0]", "not an IP address");
+        let e = fx.errors_with("[\"192.0.2.53\"]", "[\"192.0.2.53\", \"172.16.4.1\"]");
+        one(&e, 29, 27, "dns.upstream[1]", "queries would loop");
+        let e = fx.errors_with("[\"10.0.0.2\"]", "[\"172.16.60.1\"]");
+        one(
+            &e,
+            33,
+            12,
+            "dns.forward[0].servers[0]",
+            "queries would loop",
+        );
         let e = fx.errors_with(
             "address = \"172.16.4.5\"\n",
             "address = \"172.16.4.5\"\n\n[[dns.hosts]]\nname = \"NAS\"\naddress = \"172.16.4.6\"\n",
