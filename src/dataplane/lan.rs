@@ -101,7 +101,9 @@ fn write_file(path: &Path, text: &str) -> Result<(), LanError> {
         path: path.to_path_buf(),
         message: format!("cannot write: {e}"),
     };
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut f = std::fs::File::create(&tmp).map_err(err)?;
     f.write_all(text.as_bytes()).map_err(err)?;
     f.set_permissions(std::fs::Permissions::from_mode(0o644))
