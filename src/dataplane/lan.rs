@@ -428,7 +428,7 @@ impl LanShell {
         // Reaped by next_event's wait; rendered is None so no restart.
     }
 
-    /// Stops dnsmasq (SIGTERM, SIGKILL after [`STOP_TIMEOUT`]) and waits for it.
+    /// Stops dnsmasq (SIGTERM, SIGKILL after 3 s) and waits for it.
     pub async fn stop(&mut self) {
         self.rendered = None;
         let Some(mut child) = self.child.take() else {
