@@ -171,7 +171,9 @@ impl Lab {
 /// Moves the gateway's LAN address from `lan0` to a bridge `brlan` with
 /// `lan0` as a port, so that more LAN hosts can join.
 fn bridge_the_lan(t: &Topology) {
-    t.gw.ip("link add brlan type bridge");
+    // A fixed MAC: a bridge otherwise takes its lowest port's, and a port
+    // added later could change it under the LAN hosts' ARP caches.
+    t.gw.ip("link add brlan address 02:00:ac:10:04:01 type bridge");
     t.gw.ip("link set brlan up");
     t.gw.ip(&format!("addr del {GW_LAN}/24 dev lan0"));
     t.gw.ip("link set lan0 master brlan");

@@ -148,6 +148,8 @@ pub struct LanShell {
     restarting: bool,
     /// dnsmasq's last line on stderr (it logs there), for the status.
     last_line: Arc<Mutex<Option<String>>>,
+    /// The task copying dnsmasq's stderr into the log (ends at its EOF).
+    stderr_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl LanShell {
@@ -171,6 +173,7 @@ impl LanShell {
             sup: Supervisor::new(Instant::now()),
             restarting: false,
             last_line: Arc::new(Mutex::new(None)),
+            stderr_task: None,
         };
         shell.rendered = shell.render(cfg);
         shell.note_services(cfg);
@@ -267,7 +270,7 @@ impl LanShell {
                 tracing::info!(pid = child.id(), "dnsmasq started");
                 if let Some(err) = child.stderr.take() {
                     let last = self.last_line.clone();
-                    tokio::spawn(async move {
+                    self.stderr_task = Some(tokio::spawn(async move {
                         let mut lines = BufReader::new(err).lines();
                         while let Ok(Some(l)) = lines.next_line().await {
                             tracing::info!(target: "dnsmasq", "{l}");
@@ -275,7 +278,7 @@ impl LanShell {
                                 *g = Some(l);
                             }
                         }
-                    });
+                    }));
                 }
                 self.child = Some(child);
                 self.sup.on_started(now);
@@ -299,7 +302,12 @@ impl LanShell {
     /// Never returns while dnsmasq is not wanted.
     pub async fn next_event(&mut self) -> LanEvent {
         if let Some(child) = self.child.as_mut() {
-            return LanEvent::Exited(child.wait().await);
+            let status = child.wait().await;
+            // Its last words (why it gave up) are still in the pipe.
+            if let Some(task) = self.stderr_task.take() {
+                let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
+            }
+            return LanEvent::Exited(status);
         }
         match (self.rendered.is_some(), self.sup.restart_at()) {
             (true, Some(at)) => {
