@@ -23,7 +23,8 @@
 //! - a DHCP option change restarts dnsmasq (a peer change does not);
 //! - dnsmasq killed: restarted, the restart and the reason in `wgctl status`
 //!   (text and JSON);
-//! - dnsmasq missing: ipieced refuses to start and names the package.
+//! - dnsmasq missing: ipieced refuses to start and names the package, and
+//!   `wgctl check` warns.
 //!
 //! They need root, busybox, dnsmasq and dig (scripts/test.sh installs them).
 
@@ -687,6 +688,20 @@ fn a_missing_dnsmasq_stops_ipieced_with_the_package_name() {
     let mut text = fs::read_to_string(&cfg.path).unwrap();
     text.push_str(&lan_tables(""));
     fs::write(&cfg.path, text).unwrap();
+    // `wgctl check` warns (the file itself is valid).
+    let check = run_cmd(
+        std::process::Command::new(WGCTL)
+            .env("IPIECE_DNSMASQ", "/nonexistent/dnsmasq")
+            .args(["--config", cfg.path.to_str().unwrap(), "check"]),
+        None,
+        Duration::from_secs(20),
+    );
+    assert!(
+        check.ok()
+            && check.stdout.contains("warning: ipieced will not start")
+            && check.stdout.contains("dnsmasq-base"),
+        "wgctl check: {check}"
+    );
     let log = t.dir.join("ipieced.log");
     let pid = t.gw.spawn(
         "ipieced",

@@ -255,6 +255,9 @@ fn run(cli: &Cli) -> Result<()> {
             if !cfg.firewall.enabled {
                 println!("warning: {}", ipiece::firewall::DISABLED_WARNING);
             }
+            if let Err(e) = ipiece::dataplane::lan::preflight(&cfg) {
+                println!("warning: ipieced will not start: {e}");
+            }
             Ok(())
         }
         Cmd::Firewall {
