@@ -2155,6 +2155,8 @@ address = "172.16.60.2"
             aws: None,
             firewall: crate::config::firewall::FirewallConfig::default(),
             metrics: crate::config::metrics::MetricsConfig::default(),
+            lan: None,
+            dns: None,
         }
     }
 

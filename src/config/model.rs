@@ -10,6 +10,7 @@ use ipnet::{IpNet, Ipv4Net};
 
 use super::firewall::FirewallConfig;
 use super::keys::Key;
+use super::lan::{DnsConfig, LanConfig};
 use super::metrics::MetricsConfig;
 use crate::ike::proposal::Proposal;
 use crate::wire::Identity;
@@ -119,6 +120,10 @@ pub struct Config {
     pub firewall: FirewallConfig,
     /// The `[metrics]` table (no listener when the file has none).
     pub metrics: MetricsConfig,
+    /// The `[lan]` table (with `[lan.dhcp]`), when the file has one.
+    pub lan: Option<LanConfig>,
+    /// The `[dns]` table, when the file has one.
+    pub dns: Option<DnsConfig>,
 }
 
 /// Largest accepted `aws.sync_interval` (one day).
@@ -559,6 +564,8 @@ mod tests {
             aws: None,
             firewall: FirewallConfig::default(),
             metrics: MetricsConfig::default(),
+            lan: None,
+            dns: None,
         }
     }
 

@@ -10,6 +10,7 @@
 pub(crate) mod aws;
 mod firewall;
 mod ipsec;
+mod lan;
 mod metrics;
 
 use std::collections::HashMap;
@@ -36,6 +37,8 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "aws",
     "firewall",
     "metrics",
+    "lan",
+    "dns",
 ];
 /// Keys allowed in `[gateway]`.
 pub(crate) const GATEWAY_KEYS: &[&str] = &[
@@ -525,6 +528,23 @@ impl<'a> Checker<'a> {
                 ],
             },
         );
+        let lan = self.lan(
+            root,
+            &lan::LanContext {
+                lan_prefixes: gateway.as_ref().map(|g| g.lan_prefixes.as_slice()),
+                firewall_lan_interface: firewall.as_ref().and_then(|f| f.lan_interface.as_deref()),
+                dns_on: root.contains_key("dns"),
+            },
+        );
+        // The addresses the gateway's DNS listens on.
+        let mut own_dns = Vec::new();
+        if let Some(Some(l)) = &lan {
+            own_dns.push(IpAddr::V4(l.address.addr()));
+        }
+        if let Some(a) = wireguard.address {
+            own_dns.push(a.addr());
+        }
+        let dns = self.dns(root, &own_dns);
         Some(Config {
             path: self.file.to_path_buf(),
             gateway: gateway?,
@@ -534,6 +554,8 @@ impl<'a> Checker<'a> {
             aws: aws?,
             firewall: firewall?,
             metrics: metrics?,
+            lan: lan?,
+            dns: dns?,
         })
     }
 
