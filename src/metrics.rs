@@ -141,6 +141,10 @@ struct Families {
     wg_dropped: Counters,
     wg_cookies: Counters,
     wg_handshakes_processed: Counters,
+    // LAN services (dnsmasq)
+    lan_dnsmasq_up: Gauges,
+    lan_dnsmasq_restarts: Counters,
+    lan_dhcp_leases: Gauges,
 }
 
 /// The one-hot values of the AWS sync's last result.
@@ -223,6 +227,10 @@ impl Families {
             wg_dropped: reg(r, "ipiece_wireguard_dropped_datagrams", "WireGuard datagrams refused, by reason (malformed, unknown_peer, handshake_refused, handshake_limited)", Counters::default()),
             wg_cookies: reg(r, "ipiece_wireguard_cookies_sent", "Cookie replies sent under load", Counters::default()),
             wg_handshakes_processed: reg(r, "ipiece_wireguard_handshakes_processed", "Handshake messages that passed the MAC, load and per-source checks (each costs X25519 work)", Counters::default()),
+
+            lan_dnsmasq_up: reg(r, "ipiece_lan_dnsmasq_up", "1 while dnsmasq (DHCP and DNS for [lan] and [dns]) runs; absent when neither is configured", Gauges::default()),
+            lan_dnsmasq_restarts: reg(r, "ipiece_lan_dnsmasq_restarts", "Times dnsmasq was started again after it exited or failed to start", Counters::default()),
+            lan_dhcp_leases: reg(r, "ipiece_lan_dhcp_leases", "DHCP leases in dnsmasq's lease file", Gauges::default()),
         };
         (f.registry, f.names) = (registered.registry, registered.names);
         f
@@ -246,6 +254,25 @@ impl Families {
         self.fill_aws(s);
         self.fill_firewall(st);
         self.fill_gateway(s);
+        self.fill_lan(st);
+    }
+
+    fn fill_lan(&self, st: &GatewayStatus) {
+        let Some(lan) = &st.lan else {
+            return;
+        };
+        let none = Vec::new();
+        self.lan_dnsmasq_up
+            .get_or_create(&none)
+            .set(i64::from(lan.state == "running"));
+        self.lan_dnsmasq_restarts
+            .get_or_create(&none)
+            .inc_by(u64::from(lan.restarts));
+        if lan.dhcp {
+            self.lan_dhcp_leases
+                .get_or_create(&none)
+                .set(clamp(lan.leases.len() as u64));
+        }
     }
 
     fn fill_peer(&self, interface: &str, p: &PeerStatus) {

@@ -6,7 +6,7 @@ use serde_json::json;
 use std::collections::BTreeSet;
 
 /// A status with one laptop, two tunnels (one up and carrying), the AWS
-/// sync with a disagreement, and firewall counters.
+/// sync with a disagreement, firewall counters and dnsmasq running.
 fn sample() -> GatewayStatus {
     let counters = json!({"packets_out": 10, "bytes_out": 1000, "packets_in": 7,
         "bytes_in": 700, "replayed": 2, "integrity_failed": 3, "bad_trailer": 1});
@@ -67,7 +67,9 @@ fn sample() -> GatewayStatus {
             "kernel": [{"name": "rule web", "packets": 41, "bytes": 4100},
                        {"name": "wan -> gateway", "packets": 42, "bytes": 4200}],
             "core": [{"name": "wg -> aws", "packets": 43, "bytes": 4300}],
-            "last_error": "nft refused", "warnings": []}
+            "last_error": "nft refused", "warnings": []},
+        "lan": {"state": "running", "pid": 4242, "restarts": 0, "listen": ["172.16.4.1"],
+            "dhcp": true, "dns": true, "leases": []}
     });
     serde_json::from_value(v).expect("sample status")
 }
@@ -639,4 +641,48 @@ fn the_alert_rules_name_only_exported_families() {
     // `up` is the scrape's own series (the job being down).
     check_names("ipiece-alerts.yml", &exprs, &["up"]);
     assert!(exprs.len() >= 6, "{exprs:?}");
+}
+
+#[test]
+fn lan_services_show_dnsmasq_up_its_restarts_and_the_leases() {
+    let mut st = sample();
+    st.lan = None;
+    let text = render(
+        &Snapshot {
+            status: &st,
+            socket_full_drops: 0,
+            now_unix: 0.0,
+        },
+        Format::Prometheus,
+    );
+    assert!(!text.contains("ipiece_lan_dnsmasq_up"), "no [lan]: {text}");
+    st.lan = Some(
+        serde_json::from_value(json!({"state": "restarting", "restarts": 3,
+            "restart_in_secs": 4, "last_error": "killed by SIGKILL",
+            "listen": ["172.16.4.1"], "dhcp": true, "dns": true,
+            "leases": [{"expires": 1764903600, "mac": "52:54:00:00:00:0a",
+                "address": "172.16.4.20", "hostname": "build-vm", "client_id": null}]}))
+        .expect("lan status"),
+    );
+    let text = render(
+        &Snapshot {
+            status: &st,
+            socket_full_drops: 0,
+            now_unix: 0.0,
+        },
+        Format::Prometheus,
+    );
+    assert_eq!(value(&text, "ipiece_lan_dnsmasq_up "), 0.0);
+    assert_eq!(value(&text, "ipiece_lan_dnsmasq_restarts_total "), 3.0);
+    assert_eq!(value(&text, "ipiece_lan_dhcp_leases "), 1.0);
+    st.lan.as_mut().unwrap().state = "running".into();
+    let text = render(
+        &Snapshot {
+            status: &st,
+            socket_full_drops: 0,
+            now_unix: 0.0,
+        },
+        Format::Prometheus,
+    );
+    assert_eq!(value(&text, "ipiece_lan_dnsmasq_up "), 1.0);
 }
