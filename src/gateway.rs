@@ -219,6 +219,19 @@ impl Settings {
                 local: t.local_address.or_else(|| route_source(t.remote_address)),
                 priority: t.priority,
                 initiate: t.start_action == StartAction::Initiate,
+                probe: match (t.local_inside(), t.remote_inside()) {
+                    (Some(local), Some(remote)) if !t.probe_interval.is_zero() => {
+                        Some(crate::ipsec::probe::ProbeSettings {
+                            interval: t.probe_interval,
+                            loss: t.probe_loss,
+                            recover: t.probe_recover,
+                            hold_down: t.probe_hold_down,
+                            local,
+                            remote,
+                        })
+                    }
+                    _ => None,
+                },
             });
         }
         Ok(Settings {

@@ -1229,7 +1229,69 @@ fn print_tunnel(t: &ipiece::ipsec::TunnelStatus) {
             c.counters.integrity_failed
         );
     }
+    print_probe(t);
     if let Some(e) = &t.last_error {
         println!("    last error: {e}");
+    }
+}
+
+/// The probe line of a tunnel, why it carries or not, and its last switch.
+fn print_probe(t: &ipiece::ipsec::TunnelStatus) {
+    if let Some(p) = &t.probe {
+        let health = serde_json::to_value(p.health)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let ms = |v: Option<f64>| v.map_or("-".to_string(), |m| format!("{m:.1} ms"));
+        let mut line = format!(
+            "    probe {} -> {} every {} ms: {health}, RTT last {} avg {}, loss {:.1}% of {}",
+            p.local,
+            p.remote,
+            p.interval_ms,
+            ms(p.rtt_last_ms),
+            ms(p.rtt_avg_ms),
+            p.loss_percent,
+            p.window
+        );
+        if p.lost_in_a_row > 0 {
+            line.push_str(&format!(", {} lost in a row", p.lost_in_a_row));
+        }
+        if let Some(left) = p.hold_down_left_secs {
+            line.push_str(&format!(", hold-down {left}s left"));
+        }
+        println!("{line}");
+        if p.unanswered {
+            println!(
+                "    probing unanswered: the peer answers no probe; judged by the ESP it sends \
+                 (last {})",
+                p.last_esp_in_secs
+                    .map_or("never".to_string(), |s| format!("{s}s ago"))
+            );
+        }
+        if let Some(why) = &p.skipped {
+            println!("    probes not sent: {why}");
+        }
+    }
+    if !t.carrying_reason.is_empty() && (t.carrying || t.probe.is_some() || t.switches_away > 0) {
+        println!(
+            "    {}: {}",
+            if t.carrying {
+                "carrying"
+            } else {
+                "not carrying"
+            },
+            t.carrying_reason
+        );
+    }
+    if let Some(s) = &t.last_switch {
+        println!(
+            "    switches: {} away, {} to; last {}s ago, {} -> {}: {}",
+            t.switches_away,
+            t.switches_to,
+            s.secs_ago,
+            s.from.as_deref().unwrap_or("(none)"),
+            s.to.as_deref().unwrap_or("(none)"),
+            s.reason
+        );
     }
 }
