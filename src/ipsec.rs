@@ -77,7 +77,8 @@ const COOKIE_ROTATION: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone)]
 pub struct TunnelSettings {
     /// A fingerprint of the config this was built from (its `Debug` form,
-    /// which holds no secret), to tell what changed on reload.
+    /// which holds no secret, without the probe keys), to tell what changed
+    /// on reload: a tunnel whose fingerprint changed is restarted.
     pub source: String,
     /// Tunnel name.
     pub name: String,
@@ -194,6 +195,10 @@ pub struct TunnelStatus {
 pub struct SwitchStatus {
     /// Seconds since the switch.
     pub secs_ago: u64,
+    /// When, in seconds since the Unix epoch (filled in by the gateway,
+    /// which knows the wall clock).
+    #[serde(default)]
+    pub at_unix: Option<u64>,
     /// The tunnel that carried before (none: nothing did).
     pub from: Option<String>,
     /// The tunnel that carries since (none: nothing does).
@@ -532,13 +537,16 @@ fn inner_verdict(next_header: u8, inner: &[u8], c: &Child) -> InnerVerdict {
 }
 
 impl Tunnel {
-    fn new(s: TunnelSettings, now: Instant) -> Tunnel {
-        // An identifier of our own per tunnel, so that answers are told
-        // apart from anything else addressed to the inside address.
-        let prober = s
-            .probe
+    /// The prober of a tunnel with these settings, if it probes. An ICMP
+    /// identifier of its own, so that its answers are told apart.
+    fn prober_for(s: &TunnelSettings) -> Option<Prober> {
+        s.probe
             .clone()
-            .map(|p| Prober::new(p, (OsRng.next_u32() & 0xffff) as u16));
+            .map(|p| Prober::new(p, (OsRng.next_u32() & 0xffff) as u16))
+    }
+
+    fn new(s: TunnelSettings, now: Instant) -> Tunnel {
+        let prober = Tunnel::prober_for(&s);
         Tunnel {
             s,
             ike: None,
@@ -1515,7 +1523,14 @@ impl Tunnels {
                 .iter()
                 .position(|k| k.as_ref().is_some_and(|t| same(&n, &t.s)))
             {
-                let t = kept[pos].take().expect("checked");
+                let mut t = kept[pos].take().expect("checked");
+                // Probe settings are not part of `source`: new ones start
+                // the probing over, the SAs stay.
+                if t.s.probe != n.probe {
+                    t.prober = Tunnel::prober_for(&n);
+                    t.health_reason = None;
+                }
+                t.s = n;
                 self.tunnels.push(t);
             } else {
                 started.push(n.name.clone());
@@ -1647,6 +1662,7 @@ impl Tunnels {
                     switches_to: t.switches_to,
                     last_switch: t.last_switch.as_ref().map(|w| SwitchStatus {
                         secs_ago: now.saturating_duration_since(w.at).as_secs(),
+                        at_unix: None,
                         from: w.from.clone(),
                         to: w.to.clone(),
                         reason: w.reason.clone(),
@@ -2184,6 +2200,35 @@ mod tests {
             n.carrying().as_deref() == Some("t2")
         });
         assert!(took.is_some(), "{:?}", tstatus(&n, "t1"));
+    }
+
+    #[test]
+    fn new_probe_settings_keep_the_sas() {
+        let mut n = Net::probing();
+        n.run(30, Duration::from_millis(100), Wire::default());
+        let before = tstatus(&n, "t1");
+        let mut new: Vec<TunnelSettings> = n.a.tunnels.iter().map(|t| t.s.clone()).collect();
+        new[0].probe.as_mut().unwrap().loss = 4;
+        let mut w = Wire::default();
+        let (started, removed) = n.a.apply(new.clone(), n.now, &mut w);
+        assert!(
+            started.is_empty() && removed.is_empty(),
+            "{started:?} {removed:?}"
+        );
+        assert!(w.out.is_empty(), "no Delete sent");
+        n.run(30, Duration::from_millis(100), Wire::default());
+        let after = tstatus(&n, "t1");
+        assert_eq!(before.ike_spis, after.ike_spis);
+        assert_eq!(before.children[0].spi_in, after.children[0].spi_in);
+        assert_eq!(n.a.tunnels[0].s.probe.as_ref().unwrap().loss, 4);
+        let p = after.probe.expect("probing");
+        assert!(p.sent >= 2 && p.answered >= 2, "probing starts over: {p:?}");
+        // probing off: no prober, the SAs still kept
+        new[0].probe = None;
+        n.a.apply(new, n.now, &mut w);
+        let off = tstatus(&n, "t1");
+        assert!(off.probe.is_none());
+        assert_eq!(off.ike_spis, before.ike_spis);
     }
 
     #[test]

@@ -1235,6 +1235,28 @@ fn print_tunnel(t: &ipiece::ipsec::TunnelStatus) {
     }
 }
 
+/// `2026-12-05T06:05:50Z` for seconds since the Unix epoch (Howard
+/// Hinnant's civil_from_days).
+fn utc_time(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// The probe line of a tunnel, why it carries or not, and its last switch.
 fn print_probe(t: &ipiece::ipsec::TunnelStatus) {
     if let Some(p) = &t.probe {
@@ -1285,10 +1307,13 @@ fn print_probe(t: &ipiece::ipsec::TunnelStatus) {
     }
     if let Some(s) = &t.last_switch {
         println!(
-            "    switches: {} away, {} to; last {}s ago, {} -> {}: {}",
+            "    switches: {} away, {} to; last {}s ago{}, {} -> {}: {}",
             t.switches_away,
             t.switches_to,
             s.secs_ago,
+            s.at_unix
+                .map(|at| format!(" ({})", utc_time(at)))
+                .unwrap_or_default(),
             s.from.as_deref().unwrap_or("(none)"),
             s.to.as_deref().unwrap_or("(none)"),
             s.reason
