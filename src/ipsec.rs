@@ -1199,7 +1199,13 @@ impl Tunnels {
                     .unwrap_or_default();
                 format!("{name} {what}: {r}")
             }
-            _ => format!("{name} has a lower priority"),
+            _ => match self.carrier() {
+                Some(c) => format!(
+                    "{} carries: healthy tunnels first, then the lowest priority ({} against {})",
+                    self.tunnels[c].s.name, self.tunnels[c].s.priority, t.s.priority
+                ),
+                None => format!("{name} cannot carry"),
+            },
         }
     }
 

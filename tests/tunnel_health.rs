@@ -19,6 +19,10 @@
 //! dropped, no ICMP hint reaches anyone): wholly, or 30 % at random
 //! (`numgen random mod 10 < 3`).
 //!
+//! A third test leaves VGW 1 without its inside address, as a peer that is
+//! not AWS: while its ESP arrives the tunnel stays up ("probing
+//! unanswered"), idle it is degraded.
+//!
 //! These tests need root and strongSwan with kernel-libipsec
 //! (scripts/test.sh installs it); with `IPIECE_SKIP_NETNS=1` they print a
 //! skip line instead when not root. They run one after the other (a lock),
@@ -78,12 +82,21 @@ struct Lab {
 
 /// charon as a VGW in `ns` with `inside` (the VGW's inside address) on its
 /// ipsec0: the kernel there answers echo requests to it through the tunnel.
-fn start_vgw(t: &Topology, ns: &Netns, label: &str, conn: ConnConf, inside: &str) -> Charon {
+/// Without (`None`), nothing answers them: a peer that is not AWS.
+fn start_vgw(
+    t: &Topology,
+    ns: &Netns,
+    label: &str,
+    conn: ConnConf,
+    inside: Option<&str>,
+) -> Charon {
     let c = start_vgw_charon(t, ns, label);
     c.load(&SwanctlConf::one(
         conn.ike_proposals(&[IKE]).esp_proposals(&[ESP]),
     ));
-    ns.ip(&format!("addr add {inside} dev {IPSEC_TUN}"));
+    if let Some(inside) = inside {
+        ns.ip(&format!("addr add {inside} dev {IPSEC_TUN}"));
+    }
     c
 }
 
@@ -92,6 +105,12 @@ impl Lab {
     /// both up, both answering probes; `laptops` wireguard-go laptops on
     /// the internet (not configured yet).
     fn new(test: &str, laptops: usize) -> Option<Lab> {
+        Lab::with(test, laptops, true)
+    }
+
+    /// [`Lab::new`]; with `vgw1_answers` false, VGW 1 has no inside
+    /// address (its probes go unanswered) and aws-1 is only waited for up.
+    fn with(test: &str, laptops: usize, vgw1_answers: bool) -> Option<Lab> {
         if !need_root(test) {
             return None;
         }
@@ -105,14 +124,14 @@ impl Lab {
             t.vgw(),
             "vgw1",
             ConnConf::aws_vgw(VGW1_CONN, VGW_WAN, NAT_WAN, PSK1),
-            VGW1_INSIDE,
+            vgw1_answers.then_some(VGW1_INSIDE),
         );
         let vgw2 = start_vgw(
             &t,
             &vgw2_ns,
             "vgw2",
             ConnConf::aws_vgw(VGW2_CONN, VGW2_WAN, NAT_WAN, PSK2),
-            VGW2_INSIDE,
+            Some(VGW2_INSIDE),
         );
         let cfg = GwConfig::init(&t.dir.join("etc"), NAT_WAN);
         write_tunnels(
@@ -139,6 +158,12 @@ impl Lab {
         };
         lab.vgw1.wait_established(Duration::from_secs(10));
         lab.vgw2.wait_established(Duration::from_secs(10));
+        if !vgw1_answers {
+            lab.wait(TUN1, Duration::from_secs(30), "up", |t| {
+                t["children"].as_array().is_some_and(|c| !c.is_empty())
+            });
+            return Some(lab);
+        }
         for name in [TUN1, TUN2] {
             lab.wait(
                 name,
@@ -581,6 +606,60 @@ fn thirty_percent_loss_on_the_carrying_tunnel_never_flaps() {
     assert!(
         carriers.iter().all(|(_, c)| c == TUN2) && s1["switches_to"] == switches_to,
         "a degraded aws-1 carried again under 30 % loss (flap): {report}"
+    );
+    eprintln!("[{test}] passed in {:?}", t0.elapsed());
+}
+
+#[test]
+fn a_vgw_that_never_answers_probes_is_judged_by_its_esp() {
+    let test = "a_vgw_that_never_answers_probes_is_judged_by_its_esp";
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let t0 = Instant::now();
+    let Some(lab) = Lab::with(test, 0, false) else {
+        return;
+    };
+    // Traffic through aws-1 at once: the VPC host's replies are ESP on
+    // aws-1, proof that its peer lives although it answers no probe.
+    let ping_log = lab.t.dir.join("ping.log");
+    let pid = start_ping(&lab.t.lan, VPC_HOST, 0.2, 400, 80, &ping_log);
+    let s1 = lab.wait(
+        TUN1,
+        Duration::from_secs(30),
+        "up, probing unanswered",
+        |t| state(t) == "up" && t["carrying"] == true && t["probe"]["unanswered"] == true,
+    );
+    // ... and it stays so for 10 s (10 probes lost, 3 in a row would do
+    // without the ESP).
+    let lost0 = s1["probe"]["lost"].as_u64().unwrap_or(0);
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        let s = lab.tunnel(TUN1);
+        assert!(
+            state(&s) == "up" && s["carrying"] == true,
+            "aws-1 degraded while its ESP arrives: {s:#}\n{}",
+            lab.status_text()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let s1 = lab.tunnel(TUN1);
+    let p = &s1["probe"];
+    assert!(
+        p["lost"].as_u64().unwrap_or(0) >= lost0 + 8 && p["answered"] == 0,
+        "aws-1's probes: {p:#}"
+    );
+    assert!(p["excused"].as_u64().unwrap_or(0) >= 8, "{p:#}");
+    let text = lab.status_text();
+    eprintln!("[{test}] with traffic:\n{text}");
+    assert!(text.contains("probing unanswered"), "wgctl status:\n{text}");
+    // Without traffic nothing proves aws-1's peer alive: degraded, aws-2
+    // carries.
+    stop_ping(&lab.t.lan, pid);
+    lab.wait(TUN1, Duration::from_secs(15), "degraded once idle", |t| {
+        state(t) == "degraded" && t["carrying"] == false
+    });
+    assert!(
+        lab.t.lan.ping_until(VPC_HOST, Duration::from_secs(5)),
+        "no traffic through aws-2"
     );
     eprintln!("[{test}] passed in {:?}", t0.elapsed());
 }
