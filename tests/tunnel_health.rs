@@ -600,7 +600,7 @@ fn thirty_percent_loss_on_the_carrying_tunnel_never_flaps() {
     );
     eprintln!("[{test}] degraded aws-1 under 30 % loss: {report}");
     assert!(
-        answered >= 5 && lost > 0,
+        answered > 0 && lost > 0,
         "the loss was not partial: {report}"
     );
     assert!(
