@@ -1320,3 +1320,16 @@ fn print_probe(t: &ipiece::ipsec::TunnelStatus) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::utc_time;
+
+    #[test]
+    fn utc_time_formats_rfc3339() {
+        assert_eq!(utc_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_time(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_time(1_796_451_481), "2026-12-05T06:18:01Z");
+        assert_eq!(utc_time(4_107_542_399), "2100-02-28T23:59:59Z");
+    }
+}
