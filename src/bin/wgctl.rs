@@ -248,6 +248,9 @@ fn run(cli: &Cli) -> Result<()> {
             if !cfg.firewall.enabled {
                 println!("warning: {}", ipiece::firewall::DISABLED_WARNING);
             }
+            for w in cfg.warnings() {
+                println!("warning: {w}");
+            }
             Ok(())
         }
         Cmd::Firewall {

@@ -19,6 +19,7 @@ pub mod firewall;
 mod fsutil;
 pub mod ike_id;
 pub mod keys;
+pub mod metrics;
 mod model;
 mod validate;
 

@@ -10,6 +10,7 @@
 pub(crate) mod aws;
 mod firewall;
 mod ipsec;
+mod metrics;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,8 +28,15 @@ use super::model::{
 };
 
 /// Keys allowed at the top level.
-pub(crate) const ROOT_KEYS: &[&str] =
-    &["gateway", "wireguard", "peers", "ipsec", "aws", "firewall"];
+pub(crate) const ROOT_KEYS: &[&str] = &[
+    "gateway",
+    "wireguard",
+    "peers",
+    "ipsec",
+    "aws",
+    "firewall",
+    "metrics",
+];
 /// Keys allowed in `[gateway]`.
 pub(crate) const GATEWAY_KEYS: &[&str] = &[
     "name",
@@ -499,6 +507,7 @@ impl<'a> Checker<'a> {
         let peers = self.peers(root, &wireguard);
         let ipsec = self.ipsec(root, &prefixes, public_address);
         let aws = self.aws(root);
+        let metrics = self.metrics(root);
         let firewall = self.firewall(
             root,
             &firewall::FirewallContext {
@@ -524,6 +533,7 @@ impl<'a> Checker<'a> {
             ipsec: ipsec?,
             aws: aws?,
             firewall: firewall?,
+            metrics: metrics?,
         })
     }
 
@@ -1296,6 +1306,8 @@ enabled = false
         assert_eq!(c.gateway.tun_name, "ipiece0");
         assert_eq!(c.wireguard.listen_port, 51821);
         assert_eq!(c.wireguard.private_key_file, dir.path().join("wg.key"));
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9586".parse().unwrap()));
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
         let allowed: Vec<String> = c
             .client_allowed_ips()
             .iter()
