@@ -61,9 +61,13 @@ pub struct ProbeSettings {
     pub remote: Ipv4Addr,
 }
 
-/// The verdict of the probes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The verdict of the probes. The metrics export one series per variant
+/// (the names are serde's).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::EnumIter, strum::IntoStaticStr,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Health {
     /// May carry outbound traffic.
     Healthy,
