@@ -261,7 +261,7 @@ fn shipped_alert_rules_pass_promtool() {
         Duration::from_secs(30),
     );
     assert!(check.ok(), "promtool check rules: {check}");
-    assert!(check.stdout.contains("SUCCESS: 9 rules found"), "{check}");
+    assert!(check.stdout.contains("SUCCESS: 10 rules found"), "{check}");
     let unit = run_cmd(
         Command::new("promtool")
             .args(["test", "rules", "ipiece-alerts.test.yml"])
