@@ -25,5 +25,6 @@ pub mod firewall;
 pub mod gateway;
 pub mod ike;
 pub mod ipsec;
+pub mod pfsense;
 pub mod wg;
 pub mod wire;
