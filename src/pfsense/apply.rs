@@ -178,7 +178,12 @@ fn write_wireguard(
         }
         let changed = editor.set_table_keys(&["wireguard"], keys)?;
         let secret = SecretBytes::new(format!("{}\n", wg.private_key).into_bytes());
-        let key_change = editor.stage_secret_file(&cfg.wireguard.private_key_file, secret)?;
+        // The model's path is relative to the working directory (or
+        // absolute); the editor takes relative ones from the file's.
+        let key_path = std::path::absolute(&cfg.wireguard.private_key_file).map_err(|e| {
+            ApplyError::Key(format!("{}: {e}", cfg.wireguard.private_key_file.display()))
+        })?;
+        let key_change = editor.stage_secret_file(&key_path, secret)?;
         out.lines.push(format!(
             "wireguard (from {}): {}; private key {} ({:?}, public key {})",
             wg.name,

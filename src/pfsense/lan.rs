@@ -88,6 +88,23 @@ fn read_lan(
         }
         None => None,
     };
+    plan.report.skip(
+        iface,
+        format!("interfaces/lan address {address}"),
+        "not mapped yet: this ipiece version has no [lan] table (the LAN prefix went into gateway.lan_prefixes)",
+    );
+    if let (Some(d), Some(dh)) = (at(root, &["dhcpd", "lan"]), &dhcp) {
+        plan.report.skip(
+            d,
+            format!(
+                "dhcpd/lan range {}-{}, {} static mapping(s)",
+                dh.range.0,
+                dh.range.1,
+                dh.statics.len()
+            ),
+            "not mapped yet: this ipiece version has no [lan.dhcp] table",
+        );
+    }
     plan.lan = Some(Lan {
         pf_interface: text(iface, "if"),
         address,
