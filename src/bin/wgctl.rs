@@ -935,8 +935,13 @@ fn import_pfsense(
         .map_err(|e| format!("{e}; nothing was written"))?;
     let (mut editor, cfg) = open_editor(path)?;
     let before = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let applied = pfsense::apply(&mut editor, &cfg, &plan, &pfsense::ImportOptions { replace })
-        .map_err(|e| e.to_string())?;
+    let applied = pfsense::apply(
+        &mut editor,
+        &cfg,
+        &plan,
+        &pfsense::ImportOptions { replace },
+    )
+    .map_err(|e| e.to_string())?;
     let version = plan
         .version
         .as_deref()
@@ -949,7 +954,11 @@ fn import_pfsense(
             &path.display().to_string(),
             &format!("{} (after import)", path.display()),
         );
-        println!("dry run: {}{version} -> {}; nothing was written", xml.display(), path.display());
+        println!(
+            "dry run: {}{version} -> {}; nothing was written",
+            xml.display(),
+            path.display()
+        );
         if diff.is_empty() {
             println!("(no change to {})", path.display());
         } else {
