@@ -245,7 +245,7 @@ fn write_peers(
         };
         editor.add_peer(&NewPeer {
             name: p.name.clone(),
-            public_key: p.public_key.clone(),
+            public_key: p.public_key,
             address: p.address,
             psk_file: psk_file.clone(),
             private_key_file: None,

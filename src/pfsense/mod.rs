@@ -642,10 +642,10 @@ fn check_version(root: Node<'_, '_>, plan: &mut ImportPlan) {
         );
         return;
     };
-    let known = match v.split('.').next().and_then(|m| m.parse::<u32>().ok()) {
-        Some(21..=23) => true,
-        _ => false,
-    };
+    let known = matches!(
+        v.split('.').next().and_then(|m| m.parse::<u32>().ok()),
+        Some(21..=23)
+    );
     if !known {
         let node = child(root, "version").unwrap_or(root);
         plan.report.note(
