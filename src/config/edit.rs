@@ -1546,6 +1546,79 @@ address = "172.16.60.3"
     }
 
     #[test]
+    fn generic_table_edits_keep_comments_and_validate() {
+        let fx = fixture(COMMENTED);
+        let mut ed = ConfigEditor::open(&fx.path).unwrap();
+        // A new table path: created at the end, the trailing comment above it.
+        let changed = ed
+            .set_table_keys(
+                &["firewall", "aliases"],
+                vec![(
+                    "office".to_owned(),
+                    Value::Array(["192.0.2.0/24"].into_iter().collect()),
+                )],
+            )
+            .unwrap();
+        assert_eq!(changed, ["office"]);
+        // Setting the same value again changes nothing.
+        let again = ed
+            .set_table_keys(
+                &["firewall", "aliases"],
+                vec![(
+                    "office".to_owned(),
+                    Value::Array(["192.0.2.0/24"].into_iter().collect()),
+                )],
+            )
+            .unwrap();
+        assert!(again.is_empty());
+        let mut rule = Table::new();
+        rule.insert("name", value("r1"));
+        rule.insert("from", value("lan"));
+        rule.insert("to", value("office"));
+        rule.insert("action", value("drop"));
+        ed.append_array_table(&["firewall"], "rules", rule.clone())
+            .unwrap();
+        rule.insert("name", value("r2"));
+        ed.append_array_table(&["firewall"], "rules", rule).unwrap();
+        assert_eq!(ed.array_table_names(&["firewall"], "rules"), ["r1", "r2"]);
+        assert!(ed.remove_array_table(&["firewall"], "rules", "r1"));
+        assert!(!ed.remove_array_table(&["firewall"], "rules", "r1"));
+        let added = ed
+            .add_to_string_array(
+                &["gateway"],
+                "lan_prefixes",
+                &["172.16.4.0/24".to_owned(), "172.16.5.0/24".to_owned()],
+            )
+            .unwrap();
+        assert_eq!(added, ["172.16.5.0/24"], "the existing prefix is kept once");
+        ed.commit().unwrap();
+        let text = fx.text();
+        for kept in [
+            "# top comment",
+            "name = \"gw\"   # inline comment",
+            "enabled = true  # keep me",
+            "# trailing comment",
+        ] {
+            assert!(text.contains(kept), "{kept:?} lost:\n{text}");
+        }
+        let cfg = Config::parse(&fx.path, &text).unwrap();
+        assert_eq!(
+            cfg.gateway.lan_prefixes,
+            [
+                "172.16.4.0/24".parse::<IpNet>().unwrap(),
+                "172.16.5.0/24".parse().unwrap()
+            ]
+        );
+        assert!(text.contains("# odd spacing kept"), "{text}");
+        assert_eq!(cfg.firewall.rules.len(), 1);
+        assert_eq!(cfg.firewall.rules[0].name, "r2");
+        assert_eq!(
+            cfg.firewall.alias("office"),
+            Some(&["192.0.2.0/24".parse::<IpNet>().unwrap()][..])
+        );
+    }
+
+    #[test]
     fn unedited_document_round_trips_byte_for_byte() {
         for text in [SEED, COMMENTED] {
             let fx = fixture(text);

@@ -17,8 +17,8 @@ use ipnet::IpNet;
 use roxmltree::Node;
 
 use super::{
-    child, children, flag, line_of, sanitize_name, text, text_of, unique_name, Ctx, ImportPlan,
-    PfError, PortForward, Rule,
+    child, children, flag, line_of, sanitize_name, text, text_of, unique_name, ImportPlan,
+    PortForward, Rule,
 };
 use crate::config::firewall::{FirewallAction, FirewallProto, Zone};
 
@@ -58,11 +58,7 @@ fn port_range(s: &str) -> Option<(u16, u16)> {
 }
 
 /// Reads aliases, filter rules and port forwards.
-pub(super) fn read(
-    _ctx: &Ctx<'_>,
-    root: Node<'_, '_>,
-    plan: &mut ImportPlan,
-) -> Result<(), PfError> {
+pub(super) fn read(root: Node<'_, '_>, plan: &mut ImportPlan) {
     let aliases = read_aliases(root, plan);
     plan.aliases = aliases.nets.clone();
     let mut names: Vec<String> = Vec::new();
@@ -74,7 +70,6 @@ pub(super) fn read(
             read_rule(r, &aliases, &mut names, plan);
         }
     }
-    Ok(())
 }
 
 fn read_aliases(root: Node<'_, '_>, plan: &mut ImportPlan) -> Aliases {

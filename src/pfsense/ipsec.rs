@@ -14,8 +14,8 @@ use ipnet::{IpNet, Ipv4Net};
 use roxmltree::Node;
 
 use super::{
-    child, children, flag, line_of, sanitize_name, text, unique_name, v4net, Ctx, ImportPlan,
-    IpsecTunnel, PfError,
+    child, children, flag, line_of, sanitize_name, text, unique_name, v4net, ImportPlan,
+    IpsecTunnel,
 };
 use crate::config::{
     parse_identity, StartAction, DEFAULT_CHILD_LIFETIME, DEFAULT_IKE_LIFETIME, MAX_CHILD_LIFETIME,
@@ -229,13 +229,9 @@ fn lifetime(
 }
 
 /// Reads every phase 1 and its phase 2 entries.
-pub(super) fn read(
-    ctx: &Ctx<'_>,
-    root: Node<'_, '_>,
-    plan: &mut ImportPlan,
-) -> Result<(), PfError> {
+pub(super) fn read(root: Node<'_, '_>, plan: &mut ImportPlan) {
     let Some(ipsec) = child(root, "ipsec") else {
-        return Ok(());
+        return;
     };
     let phase2: Vec<Node<'_, '_>> = children(ipsec, "phase2").collect();
     let mut used_p2 = vec![false; phase2.len()];
@@ -251,7 +247,7 @@ pub(super) fn read(
             used_p2[*i] = true;
         }
         let p2s: Vec<Node<'_, '_>> = mine.iter().map(|i| phase2[*i]).collect();
-        read_phase1(ctx, p1, &ikeid, &p2s, plan)?;
+        read_phase1(p1, &ikeid, &p2s, plan);
     }
     for (i, p2) in phase2.iter().enumerate() {
         if !used_p2[i] {
@@ -286,7 +282,6 @@ pub(super) fn read(
             _ => {}
         }
     }
-    Ok(())
 }
 
 fn p1_label(p1: Node<'_, '_>, ikeid: &str) -> String {
@@ -304,13 +299,7 @@ fn p2_label(p2: Node<'_, '_>) -> String {
 }
 
 /// One phase 1: a tunnel, or a report entry saying why not.
-fn read_phase1(
-    ctx: &Ctx<'_>,
-    p1: Node<'_, '_>,
-    ikeid: &str,
-    p2s: &[Node<'_, '_>],
-    plan: &mut ImportPlan,
-) -> Result<(), PfError> {
+fn read_phase1(p1: Node<'_, '_>, ikeid: &str, p2s: &[Node<'_, '_>], plan: &mut ImportPlan) {
     let what = format!("ipsec/phase1 {}", p1_label(p1, ikeid));
     let skip_all = |plan: &mut ImportPlan, why: String| {
         plan.report.skip(p1, &what, why.clone());
@@ -328,7 +317,7 @@ fn read_phase1(
             "the mobile-client phase 1 is ignored: ipiece serves remote users over WireGuard"
                 .into(),
         );
-        return Ok(());
+        return;
     }
     match text(p1, "iketype").as_deref() {
         Some("ikev2") => {}
@@ -343,7 +332,7 @@ fn read_phase1(
                     other.unwrap_or("iketype absent, pfSense's default v1")
                 ),
             );
-            return Ok(());
+            return;
         }
     }
     let auth = text(p1, "authentication_method").unwrap_or_default();
@@ -352,7 +341,7 @@ fn read_phase1(
             plan,
             format!("authentication `{auth}`: ipiece authenticates with pre-shared keys only"),
         );
-        return Ok(());
+        return;
     }
     let gw = text(p1, "remote-gateway").unwrap_or_default();
     let Ok(remote_address) = gw.parse::<Ipv4Addr>() else {
@@ -362,7 +351,7 @@ fn read_phase1(
                 "remote gateway `{gw}` is not an IPv4 address (ipiece needs the peer's address)"
             ),
         );
-        return Ok(());
+        return;
     };
     let psk_node = child(p1, "pre-shared-key");
     let psk_text = psk_node.map(super::text_of).unwrap_or_default();
@@ -376,7 +365,7 @@ fn read_phase1(
                 "its pre-shared key is not {MIN_PSK_LEN}-{MAX_PSK_LEN} printable ASCII characters, which ipiece requires (the key is not printed)"
             ),
         );
-        return Ok(());
+        return;
     }
     let local_id = match text(p1, "myid_type").as_deref() {
         None | Some("myaddress") => None,
@@ -384,7 +373,7 @@ fn read_phase1(
             Ok(id) => Some(id),
             Err(e) => {
                 skip_all(plan, format!("local identifier: {e}"));
-                return Ok(());
+                return;
             }
         },
     };
@@ -636,7 +625,6 @@ fn read_phase1(
         plan.report
             .note(p1, &what, "disabled in pfSense: imported disabled");
     }
-    let _ = ctx;
     plan.tunnels.push(IpsecTunnel {
         name,
         ikeid: ikeid.to_owned(),
@@ -663,7 +651,6 @@ fn read_phase1(
         enabled,
         line: line_of(p1),
     });
-    Ok(())
 }
 
 /// A phase 2 `localid` / `remoteid` as a network.

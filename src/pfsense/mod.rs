@@ -592,8 +592,8 @@ pub fn parse(path: &Path, text: &str, opts: &ParseOptions) -> Result<ImportPlan,
     check_version(root, &mut plan);
     lan::read(&ctx, root, &mut plan)?;
     wireguard::read(&ctx, root, opts, &mut plan)?;
-    ipsec::read(&ctx, root, &mut plan)?;
-    firewall::read(&ctx, root, &mut plan)?;
+    ipsec::read(root, &mut plan);
+    firewall::read(root, &mut plan);
     report_other_sections(root, &mut plan.report);
     report_packages(root, &mut plan.report);
     Ok(plan)

@@ -523,3 +523,22 @@ fn names_are_sanitized_and_unique() {
     let taken = vec!["x".to_owned(), "x-2".to_owned()];
     assert_eq!(unique_name("x", &taken, 64), "x-3");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+    /// Whatever a config.xml holds (cut anywhere, a character changed
+    /// anywhere), reading it returns a plan or an error, never a panic.
+    #[test]
+    fn reading_never_panics(which in 0usize..3, cut in 0.0f64..1.0, at in 0.0f64..1.0, ch in proptest::char::any()) {
+        let text = [F250, F260, F272][which];
+        let mut chars: Vec<char> = text.chars().collect();
+        let i = ((chars.len() as f64) * at) as usize % chars.len();
+        chars[i] = ch;
+        let n = ((chars.len() as f64) * cut) as usize;
+        let s: String = chars[..n].iter().collect();
+        let _ = parse(Path::new("p.xml"), &s, &ParseOptions::default());
+        let full: String = chars.iter().collect();
+        let _ = parse(Path::new("p.xml"), &full, &ParseOptions::default());
+    }
+}
