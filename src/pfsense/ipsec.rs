@@ -228,8 +228,64 @@ fn lifetime(
     (v != default).then_some(v)
 }
 
-/// Reads every phase 1 and its phase 2 entries.
+/// Reads the IPsec tunnels and the routes through them.
 pub(super) fn read(root: Node<'_, '_>, plan: &mut ImportPlan) {
+    read_tunnels(root, plan);
+    read_static_routes(root, plan);
+}
+
+/// Static routes (`staticroutes/route`) through a VTI tunnel's gateway
+/// (pfSense names a VTI interface's dynamic gateway `<DESCR>_VTIV4`) become
+/// remote prefixes; every other route is reported.
+fn read_static_routes(root: Node<'_, '_>, plan: &mut ImportPlan) {
+    let Some(routes) = child(root, "staticroutes") else {
+        return;
+    };
+    let vti_gateways: Vec<String> = child(root, "interfaces")
+        .map(|ifs| {
+            ifs.children()
+                .filter(|n| n.is_element())
+                .filter(|n| text(*n, "if").is_some_and(|i| i.starts_with("ipsec")))
+                .map(|n| {
+                    let descr = text(n, "descr").unwrap_or_else(|| n.tag_name().name().to_owned());
+                    format!("{}_VTIV4", descr.to_ascii_uppercase())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let any_vti = plan.tunnels.iter().any(|t| t.inside_cidr.is_some());
+    for r in children(routes, "route") {
+        let network = text(r, "network").unwrap_or_default();
+        let gw = text(r, "gateway").unwrap_or_default();
+        let what = format!("static route {network} via {gw}");
+        if flag(r, "disabled") {
+            plan.report.skip(r, &what, "disabled in pfSense");
+            continue;
+        }
+        let via_vti = any_vti && vti_gateways.iter().any(|g| g.eq_ignore_ascii_case(&gw));
+        match network.parse::<IpNet>() {
+            Ok(IpNet::V4(n)) if via_vti => {
+                let n = IpNet::V4(n.trunc());
+                if !plan.remote_prefixes.contains(&n) {
+                    plan.remote_prefixes.push(n);
+                }
+                plan.report.note(
+                    r,
+                    &what,
+                    "through an IPsec VTI: a remote prefix (wireguard.remote_prefixes), carried by the tunnels",
+                );
+            }
+            _ => plan.report.skip(
+                r,
+                &what,
+                "not through an imported IPsec tunnel: ipiece routes the LAN, the laptops and the remote prefixes itself",
+            ),
+        }
+    }
+}
+
+/// Reads every phase 1 and its phase 2 entries.
+fn read_tunnels(root: Node<'_, '_>, plan: &mut ImportPlan) {
     let Some(ipsec) = child(root, "ipsec") else {
         return;
     };
@@ -607,7 +663,7 @@ fn read_phase1(p1: Node<'_, '_>, ikeid: &str, p2s: &[Node<'_, '_>], plan: &mut I
         plan.report.note(
             p1,
             &what,
-            "VTI: route-based (0.0.0.0/0 selectors); the routes over it (pfSense static routes) are not imported: add the remote networks to wireguard.remote_prefixes",
+            "VTI: route-based (0.0.0.0/0 selectors); the networks of pfSense's static routes through it become remote prefixes",
         );
     }
     for r in &remote_ts {

@@ -529,6 +529,7 @@ const HANDLED: &[&str] = &[
     "nat",
     "interfaces",
     "dhcpd",
+    "staticroutes",
 ];
 
 /// Sections that never carry configuration worth reporting (bookkeeping,
@@ -670,7 +671,7 @@ fn report_other_sections(root: Node<'_, '_>, report: &mut Report) {
             "system" => "system settings (host name, DNS servers, users, NTP) are not imported; set gateway.name and the host's own settings",
             "openvpn" => "OpenVPN is not supported by ipiece",
             "unbound" | "dnsmasq" => "the DNS resolver/forwarder settings are not imported",
-            "gateways" | "staticroutes" => "routes and gateways are not imported: ipiece routes the LAN, the laptops and the tunnels' prefixes itself",
+            "gateways" => "routes and gateways are not imported: ipiece routes the LAN, the laptops and the tunnels' prefixes itself",
             "cert" | "ca" | "crl" => "certificates are not imported (ipiece authenticates IPsec with PSKs)",
             "vlans" | "laggs" | "bridges" | "gifs" | "gres" | "ppps" | "wireless" => "interface definitions are the host's (systemd-networkd), not ipiece's",
             "shaper" | "dnshaper" | "captiveportal" | "snmpd" | "syslog" | "ntpd" | "dhcpdv6" | "dhcrelay" | "dyndnses" | "load_balancer" | "virtualip" | "cron" | "sysctl" | "hasync" | "ppp" | "schedules" | "ifgroups" | "voucher" | "proxyarp" | "upnp" | "igmpproxy" => "no ipiece equivalent",

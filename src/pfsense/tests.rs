@@ -362,9 +362,14 @@ fn pfsense_2_7_2_vti_tunnels_to_aws_and_rules_on_every_tab() {
         .why
         .contains("ICV"));
     assert_eq!((t1.dpd_interval, t1.dpd_timeout), (Some(10), Some(40)));
-    noted(&p, "tunnel 1\"", "routes over it");
-    skipped(&p, "<staticroutes>");
-    assert!(p.remote_prefixes.is_empty());
+    noted(&p, "tunnel 1\"", "static routes through it");
+    noted(
+        &p,
+        "static route 10.0.0.0/16 via AWS1_VTIV4",
+        "through an IPsec VTI",
+    );
+    skipped(&p, "static route 192.168.50.0/24 via WAN_GW");
+    assert_eq!(p.remote_prefixes, vec![net("10.0.0.0/16")]);
 
     let ssh = rule(&p, "SSH-from-the-office");
     assert_eq!(
