@@ -444,8 +444,10 @@ struct Vgw {
 /// Imports `name` into a gateway in the topology, starts strongSwan VGWs
 /// for `vgws` and ipieced, then checks every tunnel comes up and carries
 /// the LAN host's pings to the VPC host, and every laptop gets (or, when
-/// disabled, does not get) a WireGuard session with the fixture's keys.
-fn live(test: &str, name: &str, laptops: &[Laptop], vgws: &[Vgw]) {
+/// disabled, does not get) a WireGuard session with the fixture's keys;
+/// with `laptop_to_vpc` (the tunnel's selectors cover the WireGuard subnet)
+/// the enabled laptops also reach the VPC host through the tunnel.
+fn live(test: &str, name: &str, laptops: &[Laptop], vgws: &[Vgw], laptop_to_vpc: bool) {
     if !need_root(test) {
         return;
     }
@@ -504,7 +506,7 @@ fn live(test: &str, name: &str, laptops: &[Laptop], vgws: &[Vgw]) {
                 .to_owned()
         });
         let conf = format!(
-            "[Interface]\nPrivateKey = {}\nAddress = {address}/32\n\n[Peer]\nPublicKey = {}\n{}Endpoint = {NAT_WAN}:{WG_PORT}\nAllowedIPs = {}, {LAN_CIDR}\nPersistentKeepalive = 5\n",
+            "[Interface]\nPrivateKey = {}\nAddress = {address}/32\n\n[Peer]\nPublicKey = {}\n{}Endpoint = {NAT_WAN}:{WG_PORT}\nAllowedIPs = {}, {LAN_CIDR}, {VPC_CIDR}\nPersistentKeepalive = 5\n",
             key.private,
             gw.public,
             psk.map(|p| format!("PresharedKey = {p}\n")).unwrap_or_default(),
@@ -526,6 +528,14 @@ fn live(test: &str, name: &str, laptops: &[Laptop], vgws: &[Vgw]) {
                 "{name}: laptop {} does not reach the LAN host",
                 l.name
             );
+            if laptop_to_vpc {
+                assert!(
+                    lap.ping_until(VPC_HOST, Duration::from_secs(10)),
+                    "{name}: laptop {} does not reach the VPC host through the imported tunnel:\n{}",
+                    l.name,
+                    tail(&daemon.log, 60)
+                );
+            }
             let dump = lap.wg_dump(&client.ifname);
             assert!(
                 dump.peers[0].latest_handshake > 0,
@@ -574,6 +584,8 @@ fn pfsense_2_5_0_laptops_handshake_and_the_tunnel_comes_up() {
             second: false,
             psk: "vgw.psk.one.2500",
         }],
+        // Its phase 2 covers the LAN only.
+        false,
     );
 }
 
@@ -601,6 +613,7 @@ fn pfsense_2_6_0_laptops_handshake_the_disabled_one_does_not_and_the_tunnel_come
             second: false,
             psk: "vgw.psk.two.2600",
         }],
+        true,
     );
 }
 
@@ -631,5 +644,6 @@ fn pfsense_2_7_2_laptops_handshake_and_both_aws_tunnels_come_up() {
                 psk: "vgw.psk.two.2720",
             },
         ],
+        true,
     );
 }
