@@ -984,19 +984,18 @@ impl ConfigEditor {
     /// Removes the table named `name` from the array of tables `key` below
     /// `path`; returns whether there was one.
     pub fn remove_array_table(&mut self, path: &[&str], key: &str, name: &str) -> bool {
-        self.remove_array_table_by(path, key, "name", name)
+        self.remove_array_table_by(path, key, "name", |v| v == name)
     }
 
-    /// Removes the first table whose string `field` is `value` (compared
-    /// case-insensitively) from the array of tables `key` below `path`
-    /// (the array goes when it is left empty); returns whether there was
-    /// one.
+    /// Removes the first table whose string `field` satisfies `matches`
+    /// from the array of tables `key` below `path` (the array goes when it
+    /// is left empty); returns whether there was one.
     pub fn remove_array_table_by(
         &mut self,
         path: &[&str],
         key: &str,
         field: &str,
-        value: &str,
+        matches: impl Fn(&str) -> bool,
     ) -> bool {
         let mut at: &mut dyn TableLike = self.doc.as_table_mut();
         for p in path {
@@ -1008,11 +1007,10 @@ impl ConfigEditor {
         let Some(Item::ArrayOfTables(aot)) = at.get_mut(key) else {
             return false;
         };
-        let Some(idx) = aot.iter().position(|t| {
-            t.get(field)
-                .and_then(Item::as_str)
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case(value.trim()))
-        }) else {
+        let Some(idx) = aot
+            .iter()
+            .position(|t| t.get(field).and_then(Item::as_str).is_some_and(&matches))
+        else {
             return false;
         };
         aot.remove(idx);
