@@ -258,6 +258,50 @@ fn label(r: Node<'_, '_>, kind: &str) -> String {
     }
 }
 
+/// What an "any" destination becomes.
+enum AnyTo {
+    /// One rule per zone.
+    Zones(Vec<String>),
+    /// Nothing: ipiece's default policy does the same (why).
+    Covered(String),
+    /// Nothing: ipiece will not open this (why).
+    Refused(String),
+}
+
+/// A rule to "any": the default policy already does it, ipiece refuses to
+/// open it (a pass from the WAN), or one rule per other zone.
+fn any_destination(
+    from: &str,
+    action: FirewallAction,
+    ports: &[(u16, u16)],
+    protos: &[FirewallProto],
+) -> AnyTo {
+    let from_zone = Zone::from_name(from);
+    let default_like = ports.is_empty()
+        && protos == [FirewallProto::Any]
+        && matches!(from_zone, Some(Zone::Lan | Zone::Wg | Zone::Aws));
+    if action == FirewallAction::Accept && default_like {
+        return AnyTo::Covered(format!(
+            "covered by ipiece's default policy ({from} reaches the other zones)"
+        ));
+    }
+    if action == FirewallAction::Accept && from_zone == Some(Zone::Wan) {
+        return AnyTo::Refused(
+            "a pass from the WAN to anything: ipiece keeps the WAN default-deny; use port forwards or rules to specific destinations".into(),
+        );
+    }
+    if action != FirewallAction::Accept && from_zone == Some(Zone::Wan) && ports.is_empty() {
+        return AnyTo::Covered("covered by ipiece's default-deny WAN policy".into());
+    }
+    AnyTo::Zones(
+        Zone::ALL
+            .iter()
+            .filter(|z| Some(**z) != from_zone)
+            .map(|z| z.as_str().to_owned())
+            .collect(),
+    )
+}
+
 fn read_rule(r: Node<'_, '_>, aliases: &Aliases, names: &mut Vec<String>, plan: &mut ImportPlan) {
     let iface = text(r, "interface").unwrap_or_default();
     let what = format!("{} on {iface}", label(r, "filter rule"));
@@ -332,39 +376,17 @@ fn read_rule(r: Node<'_, '_>, aliases: &Aliases, names: &mut Vec<String>, plan: 
     }
     let tos: Vec<String> = match to {
         Target::Named(t) => vec![t],
-        Target::Any => {
-            let from_zone = Zone::from_name(&from);
-            let default_like = ports.is_empty()
-                && protos == [FirewallProto::Any]
-                && matches!(from_zone, Some(Zone::Lan | Zone::Wg | Zone::Aws));
-            if action == FirewallAction::Accept && default_like {
-                plan.report.note(
-                    r,
-                    &what,
-                    format!("covered by ipiece's default policy ({from} reaches the other zones)"),
-                );
+        Target::Any => match any_destination(&from, action, &ports, &protos) {
+            AnyTo::Zones(z) => z,
+            AnyTo::Covered(why) => {
+                plan.report.note(r, &what, why);
                 return;
             }
-            if action == FirewallAction::Accept && from_zone == Some(Zone::Wan) {
-                plan.report.skip(
-                    r,
-                    &what,
-                    "a pass from the WAN to anything: ipiece keeps the WAN default-deny; use port forwards or rules to specific destinations",
-                );
+            AnyTo::Refused(why) => {
+                plan.report.skip(r, &what, why);
                 return;
             }
-            if action != FirewallAction::Accept && from_zone == Some(Zone::Wan) && ports.is_empty()
-            {
-                plan.report
-                    .note(r, &what, "covered by ipiece's default-deny WAN policy");
-                return;
-            }
-            Zone::ALL
-                .iter()
-                .filter(|z| Some(**z) != from_zone)
-                .map(|z| z.as_str().to_owned())
-                .collect()
-        }
+        },
     };
     if !ports.is_empty()
         && protos

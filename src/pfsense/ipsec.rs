@@ -357,57 +357,104 @@ fn p2_label(p2: Node<'_, '_>) -> String {
 /// One phase 1: a tunnel, or a report entry saying why not.
 fn read_phase1(p1: Node<'_, '_>, ikeid: &str, p2s: &[Node<'_, '_>], plan: &mut ImportPlan) {
     let what = format!("ipsec/phase1 {}", p1_label(p1, ikeid));
-    let skip_all = |plan: &mut ImportPlan, why: String| {
-        plan.report.skip(p1, &what, why.clone());
-        for p2 in p2s {
-            plan.report.skip(
-                *p2,
-                format!("ipsec/phase2 {}", p2_label(*p2)),
-                "its phase 1 is not imported",
-            );
+    let b = match phase1_basics(p1, &what, plan) {
+        Ok(b) => b,
+        Err(why) => {
+            plan.report.skip(p1, &what, why);
+            for p2 in p2s {
+                plan.report.skip(
+                    *p2,
+                    format!("ipsec/phase2 {}", p2_label(*p2)),
+                    "its phase 1 is not imported",
+                );
+            }
+            return;
         }
     };
+    let ike_proposals = phase1_proposals(p1, &what, plan);
+    let Timers {
+        ike_lifetime,
+        dpd_interval,
+        dpd_timeout,
+        start_action,
+    } = phase1_timers(p1, &what, plan);
+    let Children {
+        local_ts,
+        remote_ts,
+        inside_cidr,
+        esp_proposals,
+        child_lifetime,
+    } = read_phase2s(p1, &what, p2s, plan);
+    let taken: Vec<String> = plan.tunnels.iter().map(|t| t.name.clone()).collect();
+    let base = text(p1, "descr")
+        .and_then(|d| sanitize_name(&d, 32))
+        .unwrap_or_else(|| format!("pfsense-{ikeid}"));
+    let name = unique_name(&base, &taken, 32);
+    let enabled = !flag(p1, "disabled");
+    if !enabled {
+        plan.report
+            .note(p1, &what, "disabled in pfSense: imported disabled");
+    }
+    plan.tunnels.push(IpsecTunnel {
+        name,
+        ikeid: ikeid.to_owned(),
+        remote_address: b.remote_address,
+        psk: b.psk,
+        local_id: b.local_id,
+        remote_id: b.remote_id,
+        ike_proposals,
+        esp_proposals,
+        ike_lifetime,
+        child_lifetime,
+        dpd_interval,
+        dpd_timeout,
+        local_ts: (!local_ts.is_empty()).then_some(local_ts),
+        remote_ts: (!remote_ts.is_empty()).then(|| {
+            plan.remote_prefixes
+                .iter()
+                .copied()
+                .filter(|p| remote_ts.contains(p))
+                .collect()
+        }),
+        inside_cidr,
+        start_action,
+        enabled,
+        line: line_of(p1),
+    });
+}
+
+/// What a phase 1 must have for a tunnel: IKEv2, a PSK, the peer's
+/// address, identities ipiece can use; `Err` says why it cannot be one.
+fn phase1_basics(p1: Node<'_, '_>, what: &str, plan: &mut ImportPlan) -> Result<Basics, String> {
     if flag(p1, "mobile") {
-        skip_all(
-            plan,
+        return Err(
             "the mobile-client phase 1 is ignored: ipiece serves remote users over WireGuard"
                 .into(),
         );
-        return;
     }
     match text(p1, "iketype").as_deref() {
         Some("ikev2") => {}
         Some("auto") => plan
             .report
-            .note(p1, &what, "IKE version auto: imported as IKEv2"),
+            .note(p1, what, "IKE version auto: imported as IKEv2"),
         other => {
-            skip_all(
-                plan,
-                format!(
-                    "IKEv1 ({}) is not supported by ipiece (IKEv2 only): move the peer to IKEv2",
-                    other.unwrap_or("iketype absent, pfSense's default v1")
-                ),
-            );
-            return;
+            return Err(format!(
+                "IKEv1 ({}) is not supported by ipiece (IKEv2 only): move the peer to IKEv2",
+                other.unwrap_or("iketype absent, pfSense's default v1")
+            ));
         }
     }
     let auth = text(p1, "authentication_method").unwrap_or_default();
     if auth != "pre_shared_key" {
-        skip_all(
-            plan,
-            format!("authentication `{auth}`: ipiece authenticates with pre-shared keys only"),
-        );
-        return;
+        return Err(format!(
+            "authentication `{auth}`: ipiece authenticates with pre-shared keys only"
+        ));
     }
     let gw = text(p1, "remote-gateway").unwrap_or_default();
     let Ok(remote_address) = gw.parse::<Ipv4Addr>() else {
-        skip_all(
-            plan,
-            format!(
-                "remote gateway `{gw}` is not an IPv4 address (ipiece needs the peer's address)"
-            ),
-        );
-        return;
+        return Err(format!(
+            "remote gateway `{gw}` is not an IPv4 address (ipiece needs the peer's address)"
+        ));
     };
     let psk_node = child(p1, "pre-shared-key");
     let psk_text = psk_node.map(super::text_of).unwrap_or_default();
@@ -415,22 +462,15 @@ fn read_phase1(p1: Node<'_, '_>, ikeid: &str, p2s: &[Node<'_, '_>], plan: &mut I
         || psk_text.len() > MAX_PSK_LEN
         || !psk_text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
     {
-        skip_all(
-            plan,
-            format!(
-                "its pre-shared key is not {MIN_PSK_LEN}-{MAX_PSK_LEN} printable ASCII characters, which ipiece requires (the key is not printed)"
-            ),
-        );
-        return;
+        return Err(format!(
+            "its pre-shared key is not {MIN_PSK_LEN}-{MAX_PSK_LEN} printable ASCII characters, which ipiece requires (the key is not printed)"
+        ));
     }
     let local_id = match text(p1, "myid_type").as_deref() {
         None | Some("myaddress") => None,
         Some(kind) => match identity(kind, &text(p1, "myid_data").unwrap_or_default()) {
             Ok(id) => Some(id),
-            Err(e) => {
-                skip_all(plan, format!("local identifier: {e}"));
-                return;
-            }
+            Err(e) => return Err(format!("local identifier: {e}")),
         },
     };
     let remote_id = match text(p1, "peerid_type").as_deref() {
@@ -440,7 +480,7 @@ fn read_phase1(p1: Node<'_, '_>, ikeid: &str, p2s: &[Node<'_, '_>], plan: &mut I
             Err(e) => {
                 plan.report.note(
                     p1,
-                    &what,
+                    what,
                     format!("peer identifier not imported ({e}): the peer must present its address {remote_address}"),
                 );
                 None
@@ -448,7 +488,25 @@ fn read_phase1(p1: Node<'_, '_>, ikeid: &str, p2s: &[Node<'_, '_>], plan: &mut I
         },
     };
 
-    // Phase 1 proposals.
+    Ok(Basics {
+        remote_address,
+        psk: SecretBytes::new(psk_text.into_bytes()),
+        local_id,
+        remote_id,
+    })
+}
+
+/// A usable phase 1's peer, key and identities.
+struct Basics {
+    remote_address: Ipv4Addr,
+    psk: SecretBytes,
+    local_id: Option<String>,
+    remote_id: Option<String>,
+}
+
+/// The phase 1's IKE proposals (`None`: ipiece's defaults), every
+/// algorithm ipiece lacks reported.
+fn phase1_proposals(p1: Node<'_, '_>, what: &str, plan: &mut ImportPlan) -> Option<String> {
     let prf = text(p1, "prfselect_enable").as_deref() == Some("yes");
     let mut ike = Vec::new();
     if let Some(enc) = child(p1, "encryption") {
@@ -472,27 +530,31 @@ fn read_phase1(p1: Node<'_, '_>, ikeid: &str, p2s: &[Node<'_, '_>], plan: &mut I
             }
         }
     }
-    let ike_proposals = if ike.is_empty() {
+    if ike.is_empty() {
         plan.report.note(
             p1,
-            &what,
+            what,
             "no phase 1 algorithm ipiece supports: ipiece's default IKE proposals are used",
         );
         None
     } else {
         Some(ike.join(","))
-    };
+    }
+}
+
+/// The phase 1's IKE lifetime, DPD and start action.
+fn phase1_timers(p1: Node<'_, '_>, what: &str, plan: &mut ImportPlan) -> Timers {
     let ike_lifetime = lifetime(
         p1,
         MAX_IKE_LIFETIME.as_secs(),
         DEFAULT_IKE_LIFETIME.as_secs(),
-        &what,
+        what,
         plan,
     );
     if text(p1, "reauth_time").is_some_and(|v| v != "0") {
         plan.report.note(
             p1,
-            &what,
+            what,
             "reauthentication is not done: ipiece rekeys the IKE SA (RFC 7296 2.8) at its lifetime",
         );
     }
@@ -507,7 +569,7 @@ fn read_phase1(p1: Node<'_, '_>, ikeid: &str, p2s: &[Node<'_, '_>], plan: &mut I
         _ => {
             plan.report.note(
                 p1,
-                &what,
+                what,
                 "DPD is off in pfSense; ipiece always checks its peers (dpd_interval 10 s, dpd_timeout 30 s)",
             );
             (None, None)
@@ -516,7 +578,7 @@ fn read_phase1(p1: Node<'_, '_>, ikeid: &str, p2s: &[Node<'_, '_>], plan: &mut I
     if text(p1, "mobike").as_deref() == Some("on") {
         plan.report.note(
             p1,
-            &what,
+            what,
             "MOBIKE is not supported (AWS does not use it either): off",
         );
     }
@@ -525,7 +587,30 @@ fn read_phase1(p1: Node<'_, '_>, ikeid: &str, p2s: &[Node<'_, '_>], plan: &mut I
         _ => StartAction::Initiate,
     };
 
-    // Phase 2 entries: one CHILD SA whose selectors are their union.
+    Timers {
+        ike_lifetime,
+        dpd_interval,
+        dpd_timeout,
+        start_action,
+    }
+}
+
+/// A phase 1's timers.
+struct Timers {
+    ike_lifetime: Option<u64>,
+    dpd_interval: Option<u64>,
+    dpd_timeout: Option<u64>,
+    start_action: StartAction,
+}
+
+/// The phase 2 entries of a phase 1 as one CHILD SA: the union of their
+/// networks, the first one's algorithms and lifetime, a VTI's inside /30.
+fn read_phase2s(
+    p1: Node<'_, '_>,
+    what: &str,
+    p2s: &[Node<'_, '_>],
+    plan: &mut ImportPlan,
+) -> Children {
     let mut local_ts: Vec<IpNet> = Vec::new();
     let mut remote_ts: Vec<IpNet> = Vec::new();
     let mut inside_cidr: Option<Ipv4Net> = None;
@@ -533,66 +618,26 @@ fn read_phase1(p1: Node<'_, '_>, ikeid: &str, p2s: &[Node<'_, '_>], plan: &mut I
     let mut child_lifetime = None;
     for p2 in p2s {
         let p2what = format!("ipsec/phase2 {}", p2_label(*p2));
-        if flag(*p2, "disabled") {
-            plan.report.skip(*p2, &p2what, "disabled in pfSense");
-            continue;
-        }
-        if text(*p2, "protocol").as_deref() == Some("ah") {
-            plan.report
-                .skip(*p2, &p2what, "AH is not supported (ESP only)");
-            continue;
-        }
-        if child(*p2, "natlocalid").is_some_and(|n| text(n, "type").is_some()) {
-            plan.report.skip(
-                *p2,
-                &p2what,
-                "NAT/BINAT translation of the local network is not supported",
-            );
-            continue;
-        }
-        let mode = text(*p2, "mode").unwrap_or_default();
-        match mode.as_str() {
-            "tunnel" => {
-                let l = p2_network(*p2, "localid", plan);
-                let r = p2_network(*p2, "remoteid", plan);
-                match (l, r) {
-                    (Ok(l), Ok(r)) => {
-                        if !local_ts.contains(&l) {
-                            local_ts.push(l);
-                        }
-                        if !remote_ts.contains(&r) {
-                            remote_ts.push(r);
-                        }
-                    }
-                    (Err(e), _) | (_, Err(e)) => {
-                        plan.report.skip(*p2, &p2what, e);
-                        continue;
-                    }
+        match phase2_selectors(*p2, plan) {
+            Ok(Selectors::Tunnel(l, r)) => {
+                if !local_ts.contains(&l) {
+                    local_ts.push(l);
+                }
+                if !remote_ts.contains(&r) {
+                    remote_ts.push(r);
                 }
             }
-            "vti" => match vti_inside(*p2) {
-                Ok(c) if inside_cidr.is_none() => inside_cidr = Some(c),
-                Ok(_) => {
-                    plan.report.skip(
-                        *p2,
-                        &p2what,
-                        "a second VTI phase 2: ipiece's tunnel has one inside /30",
-                    );
-                    continue;
-                }
-                Err(e) => {
-                    plan.report.skip(*p2, &p2what, e);
-                    continue;
-                }
-            },
-            other => {
+            Ok(Selectors::Vti(c)) if inside_cidr.is_none() => inside_cidr = Some(c),
+            Ok(Selectors::Vti(_)) => {
                 plan.report.skip(
                     *p2,
                     &p2what,
-                    format!(
-                        "mode `{other}`: ipiece does IPv4 tunnel mode (and VTI as route-based)"
-                    ),
+                    "a second VTI phase 2: ipiece's tunnel has one inside /30",
                 );
+                continue;
+            }
+            Err(why) => {
+                plan.report.skip(*p2, &p2what, why);
                 continue;
             }
         }
@@ -626,14 +671,14 @@ fn read_phase1(p1: Node<'_, '_>, ikeid: &str, p2s: &[Node<'_, '_>], plan: &mut I
     if !local_ts.is_empty() && inside_cidr.is_some() {
         plan.report.note(
             p1,
-            &what,
+            what,
             "tunnel-mode and VTI phase 2 entries together: the tunnel-mode networks are its traffic selectors",
         );
     }
     if p2s.len() > 1 && !local_ts.is_empty() {
         plan.report.note(
             p1,
-            &what,
+            what,
             format!(
                 "{} phase 2 entries: one CHILD SA whose traffic selectors are their networks",
                 p2s.len()
@@ -653,7 +698,7 @@ fn read_phase1(p1: Node<'_, '_>, ikeid: &str, p2s: &[Node<'_, '_>], plan: &mut I
         None => {
             plan.report.note(
                 p1,
-                &what,
+                what,
                 "no phase 2 imported: route-based selectors (0.0.0.0/0) and ipiece's default ESP proposals",
             );
             None
@@ -662,7 +707,7 @@ fn read_phase1(p1: Node<'_, '_>, ikeid: &str, p2s: &[Node<'_, '_>], plan: &mut I
     if inside_cidr.is_some() && local_ts.is_empty() {
         plan.report.note(
             p1,
-            &what,
+            what,
             "VTI: route-based (0.0.0.0/0 selectors); the networks of pfSense's static routes through it become remote prefixes",
         );
     }
@@ -671,42 +716,53 @@ fn read_phase1(p1: Node<'_, '_>, ikeid: &str, p2s: &[Node<'_, '_>], plan: &mut I
             plan.remote_prefixes.push(*r);
         }
     }
-    let taken: Vec<String> = plan.tunnels.iter().map(|t| t.name.clone()).collect();
-    let base = text(p1, "descr")
-        .and_then(|d| sanitize_name(&d, 32))
-        .unwrap_or_else(|| format!("pfsense-{ikeid}"));
-    let name = unique_name(&base, &taken, 32);
-    let enabled = !flag(p1, "disabled");
-    if !enabled {
-        plan.report
-            .note(p1, &what, "disabled in pfSense: imported disabled");
-    }
-    plan.tunnels.push(IpsecTunnel {
-        name,
-        ikeid: ikeid.to_owned(),
-        remote_address,
-        psk: SecretBytes::new(psk_text.into_bytes()),
-        local_id,
-        remote_id,
-        ike_proposals,
-        esp_proposals,
-        ike_lifetime,
-        child_lifetime,
-        dpd_interval,
-        dpd_timeout,
-        local_ts: (!local_ts.is_empty()).then_some(local_ts),
-        remote_ts: (!remote_ts.is_empty()).then(|| {
-            plan.remote_prefixes
-                .iter()
-                .copied()
-                .filter(|p| remote_ts.contains(p))
-                .collect()
-        }),
+    Children {
+        local_ts,
+        remote_ts,
         inside_cidr,
-        start_action,
-        enabled,
-        line: line_of(p1),
-    });
+        esp_proposals,
+        child_lifetime,
+    }
+}
+
+/// What one phase 2 contributes to the CHILD SA.
+enum Selectors {
+    /// Tunnel mode: a local and a remote network.
+    Tunnel(IpNet, IpNet),
+    /// VTI: the inside /30.
+    Vti(Ipv4Net),
+}
+
+/// One enabled ESP phase 2's selectors, or why it is not imported.
+fn phase2_selectors(p2: Node<'_, '_>, plan: &ImportPlan) -> Result<Selectors, String> {
+    if flag(p2, "disabled") {
+        return Err("disabled in pfSense".into());
+    }
+    if text(p2, "protocol").as_deref() == Some("ah") {
+        return Err("AH is not supported (ESP only)".into());
+    }
+    if child(p2, "natlocalid").is_some_and(|n| text(n, "type").is_some()) {
+        return Err("NAT/BINAT translation of the local network is not supported".into());
+    }
+    match text(p2, "mode").unwrap_or_default().as_str() {
+        "tunnel" => Ok(Selectors::Tunnel(
+            p2_network(p2, "localid", plan)?,
+            p2_network(p2, "remoteid", plan)?,
+        )),
+        "vti" => vti_inside(p2).map(Selectors::Vti),
+        other => Err(format!(
+            "mode `{other}`: ipiece does IPv4 tunnel mode (and VTI as route-based)"
+        )),
+    }
+}
+
+/// The CHILD SA a phase 1's phase 2 entries make.
+struct Children {
+    local_ts: Vec<IpNet>,
+    remote_ts: Vec<IpNet>,
+    inside_cidr: Option<Ipv4Net>,
+    esp_proposals: Option<String>,
+    child_lifetime: Option<u64>,
 }
 
 /// A phase 2 `localid` / `remoteid` as a network.
