@@ -931,6 +931,12 @@ fn import_pfsense(
     wg_tunnel: Option<String>,
 ) -> Result<()> {
     use ipiece::pfsense;
+    if !path.exists() {
+        return Err(format!(
+            "{} does not exist: create it first with `wgctl init --endpoint HOST`, then import into it",
+            path.display()
+        ));
+    }
     let plan = pfsense::load(xml, &pfsense::ParseOptions { wg_tunnel })
         .map_err(|e| format!("{e}; nothing was written"))?;
     let (mut editor, cfg) = open_editor(path)?;
