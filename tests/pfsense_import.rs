@@ -446,8 +446,17 @@ struct Vgw {
 /// the LAN host's pings to the VPC host, and every laptop gets (or, when
 /// disabled, does not get) a WireGuard session with the fixture's keys;
 /// with `laptop_to_vpc` (the tunnel's selectors cover the WireGuard subnet)
-/// the enabled laptops also reach the VPC host through the tunnel.
-fn live(test: &str, name: &str, laptops: &[Laptop], vgws: &[Vgw], laptop_to_vpc: bool) {
+/// the enabled laptops also reach the VPC host through the tunnel. With
+/// `while_running` the import goes into the file of a running ipieced
+/// (`wgctl init`, ipieced, then the import), which applies it by a reload.
+fn live(
+    test: &str,
+    name: &str,
+    laptops: &[Laptop],
+    vgws: &[Vgw],
+    laptop_to_vpc: bool,
+    while_running: bool,
+) {
     if !need_root(test) {
         return;
     }
@@ -457,8 +466,20 @@ fn live(test: &str, name: &str, laptops: &[Laptop], vgws: &[Vgw], laptop_to_vpc:
     let t = Topology::with_vgw(laptops.len());
     let vgw2_ns = vgws.iter().any(|v| v.second).then(|| add_second_vgw(&t));
     let cfg = GwConfig::init(&t.dir.join("etc"), NAT_WAN);
-    let out = import(&cfg, &fixture(name), &[]);
-    assert!(out.ok(), "{name}: {out}");
+    let mut running = None;
+    if while_running {
+        running = Some(start_ipieced_logging(&t.gw, &cfg, "info,ipiece=debug"));
+        let xml = fixture(name);
+        let out = cfg.wgctl(&t.gw, &["import", "pfsense", xml.to_str().unwrap()]);
+        assert!(out.ok(), "{name}: {out}");
+        assert!(
+            out.stderr.contains("ipieced: applied"),
+            "{name}: the running ipieced was not told: {out}"
+        );
+    } else {
+        let out = import(&cfg, &fixture(name), &[]);
+        assert!(out.ok(), "{name}: {out}");
+    }
     let mut charons = Vec::new();
     for v in vgws {
         let (ns, addr, label) = if v.second {
@@ -472,7 +493,10 @@ fn live(test: &str, name: &str, laptops: &[Laptop], vgws: &[Vgw], laptop_to_vpc:
         )));
         charons.push(c);
     }
-    let daemon = start_ipieced_logging(&t.gw, &cfg, "info,ipiece=debug");
+    let daemon = match running {
+        Some(d) => d,
+        None => start_ipieced_logging(&t.gw, &cfg, "info,ipiece=debug"),
+    };
     for v in vgws {
         let st = wait_up(&cfg, &t.gw, &daemon, v.tunnel, UP_TIMEOUT);
         assert_eq!(state(&st), "up", "{name}: {st:#}");
@@ -586,13 +610,15 @@ fn pfsense_2_5_0_laptops_handshake_and_the_tunnel_comes_up() {
         }],
         // Its phase 2 covers the LAN only.
         false,
+        false,
     );
 }
 
 #[test]
-fn pfsense_2_6_0_laptops_handshake_the_disabled_one_does_not_and_the_tunnel_comes_up() {
+fn pfsense_2_6_0_into_a_running_ipieced_laptops_handshake_the_disabled_one_does_not_and_the_tunnel_comes_up(
+) {
     live(
-        "pfsense_2_6_0_laptops_handshake_the_disabled_one_does_not_and_the_tunnel_comes_up",
+        "pfsense_2_6_0_into_a_running_ipieced_laptops_handshake_the_disabled_one_does_not_and_the_tunnel_comes_up",
         "pfsense-2.6.0.xml",
         &[
             Laptop {
@@ -613,6 +639,8 @@ fn pfsense_2_6_0_laptops_handshake_the_disabled_one_does_not_and_the_tunnel_come
             second: false,
             psk: "vgw.psk.two.2600",
         }],
+        true,
+        // Into the file of a running ipieced: applied by a reload.
         true,
     );
 }
@@ -645,5 +673,6 @@ fn pfsense_2_7_2_laptops_handshake_and_both_aws_tunnels_come_up() {
             },
         ],
         true,
+        false,
     );
 }
