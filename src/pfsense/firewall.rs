@@ -339,6 +339,21 @@ fn read_rule(r: Node<'_, '_>, aliases: &Aliases, names: &mut Vec<String>, plan: 
         plan.report.skip(r, &what, "IPv6 rules are not imported");
         return;
     }
+    if let Some(sched) = text(r, "sched") {
+        plan.report.skip(
+            r,
+            &what,
+            format!("it follows the schedule `{sched}`: ipiece's rules have no schedules (imported, it would hold at all times)"),
+        );
+        return;
+    }
+    if let Some(gw) = text(r, "gateway") {
+        plan.report.note(
+            r,
+            &what,
+            format!("its policy route via `{gw}` is not imported: ipiece routes by destination"),
+        );
+    }
     let action = match text(r, "type").as_deref() {
         Some("pass") => FirewallAction::Accept,
         Some("block") => FirewallAction::Drop,

@@ -575,6 +575,15 @@ fn phase1_timers(p1: Node<'_, '_>, what: &str, plan: &mut ImportPlan) -> Timers 
             (None, None)
         }
     };
+    for (k, default) in [("ikeport", "500"), ("nattport", "4500")] {
+        if let Some(port) = text(p1, k).filter(|p| p != default) {
+            plan.report.note(
+                p1,
+                what,
+                format!("{k} {port} is not imported: ipiece speaks IKE on UDP 500 and 4500"),
+            );
+        }
+    }
     if text(p1, "mobike").as_deref() == Some("on") {
         plan.report.note(
             p1,

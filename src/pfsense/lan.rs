@@ -156,6 +156,18 @@ fn read_dhcp(ctx: &Ctx<'_>, d: Node<'_, '_>, plan: &mut ImportPlan) -> Result<Dh
         }
     }
     for (k, why) in [
+        ("numberoptions", "custom DHCP options are not imported"),
+        ("failover_peerip", "DHCP failover is not supported"),
+        (
+            "ddnsdomain",
+            "dynamic DNS updates are not imported (leases are in ipiece's DNS with [dns])",
+        ),
+    ] {
+        if let Some(n) = child(d, k).filter(|n| n.has_children()) {
+            plan.report.skip(n, format!("dhcpd/lan/{k}"), why);
+        }
+    }
+    for (k, why) in [
         ("dnsserver", "DNS servers handed out"),
         ("gateway", "the router handed out"),
         ("domain", "the domain handed out"),

@@ -188,6 +188,7 @@ fn pfsense_2_5_0_builtin_wireguard_with_base64_keys_and_an_ikev1_entry() {
     );
     skipped(&p, "<system>");
     skipped(&p, "interfaces/wan");
+    skipped(&p, "dhcpd/lan/numberoptions");
     assert!(
         !p.report
             .not_mapped
@@ -398,6 +399,9 @@ fn pfsense_2_7_2_vti_tunnels_to_aws_and_rules_on_every_tab() {
     );
     assert!(skipped(&p, "Guests out").why.contains("opt1"));
     assert!(skipped(&p, "Floating block").why.contains("floating"));
+    assert!(skipped(&p, "RDP in working hours")
+        .why
+        .contains("schedule `workhours`"));
     skipped(&p, "Guest portal");
     skipped(&p, "dhcpd/opt1");
     skipped(&p, "interfaces/opt1");
