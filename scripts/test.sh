@@ -77,13 +77,18 @@ echo "target dir: $CARGO_TARGET_DIR"
 
 section "dependencies"
 # strongSwan 5.9 as the AWS VGW in the IPsec tests: charon with the
-# kernel-libipsec data plane (these kernels have no ESP) and swanctl
+# kernel-libipsec data plane (these kernels have no ESP) and swanctl;
+# Prometheus's promtool and server for tests/metrics.rs;
+# dnsmasq (the binary only: the `dnsmasq` package would start a system
+# service), busybox's udhcpc and dig for tests/lan_services.rs
 ensure_commands \
   ip:iproute2 nft:nftables wg:wireguard-tools wireguard-go:wireguard-go \
   ping:iputils-ping iperf3:iperf3 jq:jq ps:procps python3:python3 tcpdump:tcpdump \
+  /usr/sbin/dnsmasq:dnsmasq-base busybox:busybox dig:bind9-dnsutils \
   swanctl:strongswan-swanctl /usr/lib/ipsec/charon:strongswan-charon \
   /usr/lib/ipsec/plugins/libstrongswan-openssl.so:libstrongswan-standard-plugins \
-  /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so:libcharon-extra-plugins
+  /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so:libcharon-extra-plugins \
+  promtool:prometheus prometheus:prometheus
 for comp in rustfmt:fmt clippy:clippy; do
   if ! cargo "${comp#*:}" --version >/dev/null 2>&1; then
     log "installing rustup component ${comp%%:*}"

@@ -303,6 +303,10 @@ pub struct GatewayStatus {
     /// core, the last refusal (filled in by the shell).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall: Option<crate::firewall::FirewallStatus>,
+    /// The LAN services (dnsmasq): state, restarts, listen addresses, DHCP
+    /// leases, when `[lan.dhcp]` or `[dns]` is on (filled in by the shell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lan: Option<crate::lan::LanStatus>,
 }
 
 /// The result of applying new settings.
@@ -737,6 +741,7 @@ impl Gateway {
             tunnels: self.tunnel_status(now),
             aws: None,
             firewall: None,
+            lan: None,
         }
     }
 

@@ -82,9 +82,13 @@ pub struct TunnelSettings {
     pub initiate: bool,
 }
 
-/// What a tunnel is doing, for status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a tunnel is doing, for status. The metrics export one series per
+/// variant ([`strum::IntoEnumIterator`]; the names are serde's).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::EnumIter, strum::IntoStaticStr,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum TunnelState {
     /// No IKE SA; waiting for the peer or for the next attempt.
     Down,
@@ -153,6 +157,27 @@ pub struct TunnelStatus {
     /// gateway's status); `None` without a CHILD SA.
     #[serde(default)]
     pub inner_mtu: Option<usize>,
+    /// What happened to the tunnel since it was configured (metrics).
+    #[serde(default)]
+    pub events: TunnelEvents,
+}
+
+/// Counts of a tunnel's IKE events since it was configured (a reload that
+/// restarts the tunnel starts them again).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct TunnelEvents {
+    /// IKE SAs established (the first one and every reconnection).
+    pub ike_established: u64,
+    /// IKE SAs rekeyed.
+    pub ike_rekeys: u64,
+    /// CHILD SAs rekeyed.
+    pub child_rekeys: u64,
+    /// Liveness checks (DPD) the peer answered.
+    pub dpd_answers: u64,
+    /// IKE SAs closed because the peer stopped answering (DPD timeout or
+    /// retransmissions exhausted).
+    pub peer_unresponsive: u64,
 }
 
 struct Child {
@@ -191,6 +216,8 @@ struct Tunnel {
     /// The DH group the peer last agreed to: the next IKE_SA_INIT sends its
     /// KE in that group (saves the INVALID_KE_PAYLOAD round, RFC 7296 1.2).
     learned_group: Option<crate::ike::crypto::DhGroup>,
+    /// Event counts for the metrics.
+    events: TunnelEvents,
 }
 
 /// Why a packet did not go into a tunnel.
@@ -592,6 +619,7 @@ impl Tunnels {
                     last_error: None,
                     totals: ChildCounters::default(),
                     rekey_requested: false,
+                    events: TunnelEvents::default(),
                     childless_since: None,
                     learned_group: None,
                 })
@@ -1084,12 +1112,14 @@ impl Tunnels {
                 suite, nat, remote, ..
             } => {
                 self.tunnels[ti].learned_group = Some(suite.dh);
+                self.tunnels[ti].events.ike_established += 1;
                 tracing::info!(tunnel = %name, %remote, %suite, nat_t = nat.encap, "IKE SA established");
                 false
             }
             Event::ChildUp(p) => self.install(ti, p, now),
             Event::ChildRekeyed { old, new } => {
                 let t = &mut self.tunnels[ti];
+                t.events.child_rekeys += 1;
                 for c in t.children.iter_mut().filter(|c| c.sa.spi_in == old.0) {
                     c.retire_at = Some(now + OLD_SA_GRACE);
                 }
@@ -1112,6 +1142,7 @@ impl Tunnels {
             }
             Event::IkeRekeyed { suite, .. } => {
                 tracing::info!(tunnel = %name, %suite, "IKE SA rekeyed");
+                self.tunnels[ti].events.ike_rekeys += 1;
                 false
             }
             Event::AuthFailed { reason } => {
@@ -1149,7 +1180,10 @@ impl Tunnels {
                 self.tunnels[ti].last_error = Some(format!("CHILD SA failed: {e}"));
                 false
             }
-            Event::DpdAnswered => false,
+            Event::DpdAnswered => {
+                self.tunnels[ti].events.dpd_answers += 1;
+                false
+            }
             Event::PeerAddressChanged { old, new } => {
                 tracing::info!(tunnel = %name, %old, %new, "peer address changed");
                 let t = &mut self.tunnels[ti];
@@ -1161,6 +1195,9 @@ impl Tunnels {
             Event::Closed { reason } => {
                 let t = &mut self.tunnels[ti];
                 tracing::warn!(tunnel = %name, ?reason, "IKE SA closed");
+                if reason == CloseReason::PeerUnresponsive {
+                    t.events.peer_unresponsive += 1;
+                }
                 // Authentication and proposal failures already left a more
                 // precise message.
                 if !matches!(
@@ -1231,6 +1268,7 @@ impl Tunnels {
                     last_error: None,
                     totals: ChildCounters::default(),
                     rekey_requested: false,
+                    events: TunnelEvents::default(),
                     childless_since: None,
                     learned_group: None,
                 });
@@ -1348,6 +1386,7 @@ impl Tunnels {
                         .collect(),
                     totals,
                     inner_mtu: t.inner_mtu(crate::gateway::OUTER_MTU),
+                    events: t.events,
                 }
             })
             .collect()

@@ -10,7 +10,11 @@
 //!   packets, ticks and config changes in; datagrams, TUN packets, events out.
 //! - [`firewall`]: the firewall and NAT policy, its nftables rendering and
 //!   its in-core evaluator for the WireGuard <-> ESP path.
-//! - [`dataplane`]: the thin tokio shell (UDP, TUN, timers, signals).
+//! - [`metrics`]: the Prometheus exposition rendered from the status.
+//! - [`lan`]: the LAN services (DHCP and DNS by dnsmasq): its rendered
+//!   configuration, the restart schedule, the lease file.
+//! - [`dataplane`]: the thin tokio shell (UDP, TUN, timers, signals, the
+//!   metrics listener, the dnsmasq child).
 //! - [`control`]: the JSON control protocol over a Unix socket, and the
 //!   WireGuard cross-platform userspace API (`wg show`).
 #![deny(unsafe_code)]
@@ -25,6 +29,8 @@ pub mod firewall;
 pub mod gateway;
 pub mod ike;
 pub mod ipsec;
+pub mod lan;
+pub mod metrics;
 pub mod pfsense;
 pub mod wg;
 pub mod wire;

@@ -18,24 +18,36 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "aws")]
 use aws_config::retry::RetryConfig;
+#[cfg(feature = "aws")]
 use aws_config::timeout::TimeoutConfig;
+#[cfg(feature = "aws")]
 use aws_config::{BehaviorVersion, Region};
+#[cfg(feature = "aws")]
 use aws_sdk_ec2::config::ProvideCredentials;
+#[cfg(feature = "aws")]
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+#[cfg(feature = "aws")]
 use aws_sdk_ec2::types::{Filter, VpnConnection};
+#[cfg(feature = "aws")]
 use aws_sdk_ec2::Client;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
-use super::options::{PhaseOptions, TunnelOptions};
+use super::options::TunnelOptions;
+use super::plan::{Operation, PlanInput, RouteTable, VpnRoute};
+use crate::config::{AwsConfig, Config};
+// What only the EC2 client (the `aws` feature) needs.
+#[cfg(feature = "aws")]
+use super::options::PhaseOptions;
+#[cfg(feature = "aws")]
+use super::plan::{RouteOrigin, RouteTarget, TableRoute, VpnRouteState};
+#[cfg(feature = "aws")]
+use crate::config::{AwsRouting, RouteTables};
+#[cfg(feature = "aws")]
 use crate::ike::crypto::SecretBytes;
-
-use super::plan::{
-    Operation, PlanInput, RouteOrigin, RouteTable, RouteTarget, TableRoute, VpnRoute, VpnRouteState,
-};
-use crate::config::{AwsConfig, AwsRouting, Config, RouteTables};
 
 /// TCP (and TLS) connect timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -173,11 +185,13 @@ pub fn desired_prefixes(cfg: &Config) -> Vec<IpNet> {
 }
 
 /// A connected EC2 client for one `[aws]` section.
+#[cfg(feature = "aws")]
 pub struct Ec2 {
     client: Client,
     cfg: AwsConfig,
 }
 
+#[cfg(feature = "aws")]
 impl Ec2 {
     /// Loads the credential chain and builds the client. Fails with
     /// [`AwsError::NoCredentials`] when the chain finds nothing.
@@ -569,8 +583,53 @@ impl Ec2 {
     }
 }
 
+/// Without the `aws` feature (builds that cannot afford aws-sdk-ec2, such as
+/// the fuzz targets under sanitizers) there is no EC2 client: [`Ec2::connect`]
+/// says so, and no value of this type exists.
+#[cfg(not(feature = "aws"))]
+pub struct Ec2 {
+    never: std::convert::Infallible,
+}
+
+#[cfg(not(feature = "aws"))]
+impl Ec2 {
+    /// Always fails: this build has no EC2 client.
+    pub async fn connect(_cfg: &AwsConfig) -> Result<Ec2, AwsError> {
+        Err(AwsError::Other {
+            operation: "connecting to EC2".into(),
+            message: "this ipiece was built without the `aws` feature (no aws-sdk-ec2)".into(),
+        })
+    }
+
+    /// Unreachable: no [`Ec2`] exists in this build.
+    pub async fn read_state(&self) -> Result<AwsState, AwsError> {
+        match self.never {}
+    }
+
+    /// Unreachable: no [`Ec2`] exists in this build.
+    pub async fn read_import(&self) -> Result<OnlineVpn, AwsError> {
+        match self.never {}
+    }
+
+    /// Unreachable: no [`Ec2`] exists in this build.
+    pub fn plan_input(&self, _cfg: &Config, _state: &AwsState, _prune: bool) -> PlanInput {
+        match self.never {}
+    }
+
+    /// Unreachable: no [`Ec2`] exists in this build.
+    pub async fn apply(
+        &self,
+        _vgw_id: &str,
+        _ops: &[Operation],
+        _on_done: impl FnMut(&Operation),
+    ) -> Result<(), (usize, AwsError)> {
+        match self.never {}
+    }
+}
+
 /// A route of DescribeRouteTables for the planner; routes to prefix lists
 /// (never ours) are left out.
+#[cfg(feature = "aws")]
 fn telemetry(t: &aws_sdk_ec2::types::VgwTelemetry) -> Option<TunnelTelemetry> {
     Some(TunnelTelemetry {
         outside_ip: t.outside_ip_address()?.trim().parse().ok()?,
@@ -586,6 +645,7 @@ fn telemetry(t: &aws_sdk_ec2::types::VgwTelemetry) -> Option<TunnelTelemetry> {
     })
 }
 
+#[cfg(feature = "aws")]
 fn tunnel_options(t: &aws_sdk_ec2::types::TunnelOption) -> TunnelOptions {
     fn names<'a>(v: impl Iterator<Item = Option<&'a str>>) -> Vec<String> {
         v.flatten().map(|s| s.trim().to_owned()).collect()
@@ -617,6 +677,7 @@ fn tunnel_options(t: &aws_sdk_ec2::types::TunnelOption) -> TunnelOptions {
     }
 }
 
+#[cfg(feature = "aws")]
 fn table_route(r: &aws_sdk_ec2::types::Route) -> Option<TableRoute> {
     let destination: IpNet = r
         .destination_cidr_block()
@@ -656,6 +717,7 @@ fn table_route(r: &aws_sdk_ec2::types::Route) -> Option<TableRoute> {
 }
 
 /// Maps an SDK error to what the operator can act on.
+#[cfg(feature = "aws")]
 fn map_error<E>(
     operation: &str,
     endpoint: &str,
@@ -745,6 +807,7 @@ pub fn describe_operation(op: &Operation, vpn_connection_id: &str, vgw_id: &str)
 
 /// An error and its causes, `a: b: c`, without repeats (the SDK's errors
 /// often repeat their source in their own message).
+#[cfg(any(feature = "aws", test))]
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur = Some(e);

@@ -129,6 +129,12 @@ pub struct AwsStatus {
     pub telemetry_age_secs: Option<u64>,
     /// Per AWS tunnel: AWS's view beside ipiece's.
     pub tunnels: Vec<AwsTunnelView>,
+    /// Changes applied at AWS since the daemon started (metrics).
+    #[serde(default)]
+    pub changes_applied_total: u64,
+    /// Rounds that failed since the daemon started (metrics).
+    #[serde(default)]
+    pub failed_rounds_total: u64,
 }
 
 /// One tunnel as AWS and ipiece see it.
@@ -164,6 +170,8 @@ pub struct Monitor {
     telemetry: Option<(Instant, Vec<TunnelTelemetry>)>,
     disagree_since: HashMap<IpAddr, Instant>,
     warned: HashMap<IpAddr, bool>,
+    changes_applied: u64,
+    failed_rounds: u64,
 }
 
 fn state_name(s: TunnelState) -> &'static str {
@@ -187,6 +195,8 @@ impl Monitor {
             telemetry: None,
             disagree_since: HashMap::new(),
             warned: HashMap::new(),
+            changes_applied: 0,
+            failed_rounds: 0,
         }
     }
 
@@ -206,10 +216,15 @@ impl Monitor {
 
     /// Records a round's report.
     pub fn on_report(&mut self, now: Instant, report: SyncReport) {
-        if report.result.is_ok() {
-            self.failures = 0;
-        } else {
-            self.failures += 1;
+        match &report.result {
+            Ok(done) => {
+                self.failures = 0;
+                self.changes_applied += done.applied.len() as u64;
+            }
+            Err(_) => {
+                self.failures += 1;
+                self.failed_rounds += 1;
+            }
         }
         if let Some(t) = &report.telemetry {
             self.telemetry = Some((now, t.clone()));
@@ -265,6 +280,8 @@ impl Monitor {
             stale: Vec::new(),
             telemetry_age_secs: self.telemetry.as_ref().map(|(t, _)| secs(*t)),
             tunnels: Vec::new(),
+            changes_applied_total: self.changes_applied,
+            failed_rounds_total: self.failed_rounds,
         };
         if let Some((at, r)) = &self.last {
             st.last_sync_secs = Some(secs(*at));
@@ -388,6 +405,7 @@ mod tests {
             children: Vec::new(),
             totals: ChildCounters::default(),
             inner_mtu: None,
+            events: Default::default(),
         }
     }
 

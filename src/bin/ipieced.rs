@@ -24,6 +24,9 @@ struct Args {
         default_value = "/etc/ipiece/gateway.toml"
     )]
     config: PathBuf,
+    /// State directory: dnsmasq's configuration, hosts and lease files.
+    #[arg(long, env = "IPIECE_STATE_DIR", default_value = "/var/lib/ipiece")]
+    state_dir: PathBuf,
     /// Log line format (level filter from IPIECE_LOG, e.g. "info,ipiece=debug").
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -58,7 +61,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(ipiece::dataplane::run(args.config, cfg)) {
+    match rt.block_on(ipiece::dataplane::run(args.config, cfg, args.state_dir)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

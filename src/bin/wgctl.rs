@@ -68,7 +68,8 @@ enum Cmd {
         /// Persistent keepalive in seconds (default 25, 0 = off).
         #[arg(long)]
         keepalive: Option<u16>,
-        /// DNS server(s) for the client config.
+        /// DNS server(s) for the client config (default: the gateway's
+        /// WireGuard address when [dns] is on).
         #[arg(long)]
         dns: Vec<IpAddr>,
         /// Write the client config to this file (mode 0600) instead of stdout.
@@ -114,6 +115,12 @@ enum Cmd {
     },
     /// Ask the running daemon to re-read the config file.
     Reload,
+    /// List the DHCP leases of the LAN (dnsmasq's, through the daemon).
+    Leases {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Operate an IPsec tunnel: `up` (start it now), `down` (delete its
     /// SAs until `up`), `rekey` (rekey its CHILD SA now).
     Tunnel {
@@ -279,6 +286,12 @@ fn run(cli: &Cli) -> Result<()> {
             if !cfg.firewall.enabled {
                 println!("warning: {}", ipiece::firewall::DISABLED_WARNING);
             }
+            for w in cfg.warnings() {
+                println!("warning: {w}");
+            }
+            if let Err(e) = ipiece::dataplane::lan::preflight(&cfg) {
+                println!("warning: ipieced will not start: {e}");
+            }
             Ok(())
         }
         Cmd::Firewall {
@@ -327,6 +340,7 @@ fn run(cli: &Cli) -> Result<()> {
         Cmd::Enable { name } => set_enabled(path, name, true),
         Cmd::Disable { name } => set_enabled(path, name, false),
         Cmd::Status { json } => status(path, *json),
+        Cmd::Leases { json } => leases(path, *json),
         Cmd::Tunnel { action, name } => match ask(
             path,
             &Request::Tunnel {
@@ -1029,11 +1043,12 @@ fn emit_client(
         return Ok(());
     };
     let allowed = cfg.client_allowed_ips();
+    let dns = ipiece::lan::client_dns(cfg, peer);
     let conf = ClientConfig {
         comment: format!("ipiece peer {} (gateway {})", peer.name, cfg.gateway.name),
         private_key: private,
         address: peer.address,
-        dns: &peer.dns,
+        dns: &dns,
         mtu: Some(cfg.wireguard.mtu),
         server_public_key: &server_public,
         preshared_key: psk.as_ref(),
@@ -1206,6 +1221,9 @@ fn status(path: &Path, json: bool) -> Result<()> {
     if let Some(a) = &st.aws {
         print_aws(a);
     }
+    if let Some(l) = &st.lan {
+        print_lan(l);
+    }
     let w = &st.wireguard;
     let c = &st.counters;
     println!(
@@ -1217,6 +1235,82 @@ fn status(path: &Path, json: bool) -> Result<()> {
         "  mss/mtu: mss-clamped {} | fragmented {} | frag-needed sent {} | too-big dropped {}",
         c.mss_clamped, c.fragmented, c.frag_needed_sent, c.too_big_dropped
     );
+    Ok(())
+}
+
+fn print_lan(l: &ipiece::lan::LanStatus) {
+    let services = match (l.dhcp, l.dns) {
+        (true, true) => "DHCP and DNS",
+        (true, false) => "DHCP",
+        (false, true) => "DNS",
+        (false, false) => "nothing",
+    };
+    let listen: Vec<String> = l.listen.iter().map(ToString::to_string).collect();
+    println!(
+        "  lan services (dnsmasq, {services} on {}): {}{}, restarts {}{}",
+        listen.join(", "),
+        l.state,
+        l.pid.map(|p| format!(" pid {p}")).unwrap_or_default(),
+        l.restarts,
+        l.restart_in_secs
+            .map(|s| format!(", next start in {s}s"))
+            .unwrap_or_default()
+    );
+    if let Some(e) = &l.last_error {
+        println!("    last error: {e}");
+    }
+    if l.dhcp {
+        println!("    DHCP leases: {} (wgctl leases)", l.leases.len());
+    }
+    if !l.unnamed_peers.is_empty() {
+        println!(
+            "    warning: peers without a DNS name (their names are no DNS names): {}",
+            l.unnamed_peers.join(", ")
+        );
+    }
+}
+
+/// `wgctl leases`: the DHCP leases from the running daemon's dnsmasq.
+fn leases(path: &Path, json: bool) -> Result<()> {
+    let st: GatewayStatus = match ask(path, &Request::Status)? {
+        Response::Status(s) => *s,
+        Response::Error { message } => return Err(message),
+        other => return Err(format!("unexpected answer from ipieced: {other:?}")),
+    };
+    let Some(lan) = st.lan.filter(|l| l.dhcp) else {
+        return Err(format!(
+            "the running ipieced serves no DHCP: add [lan] and [lan.dhcp] to {}",
+            path.display()
+        ));
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&lan.leases).expect("leases serialize")
+        );
+        return Ok(());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    println!("{:<16} {:<18} {:<24} EXPIRES", "ADDRESS", "MAC", "HOSTNAME");
+    for l in &lan.leases {
+        let expires = match l.expires {
+            None => "never".to_owned(),
+            Some(t) if t <= now => "expired".to_owned(),
+            Some(t) => format!("in {}s", t - now),
+        };
+        println!(
+            "{:<16} {:<18} {:<24} {expires}",
+            l.address.to_string(),
+            l.mac,
+            l.hostname.as_deref().unwrap_or("-")
+        );
+    }
+    if lan.leases.is_empty() {
+        eprintln!("no leases");
+    }
     Ok(())
 }
 

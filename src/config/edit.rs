@@ -2441,6 +2441,9 @@ address = "172.16.60.2"
             ipsec: Default::default(),
             aws: None,
             firewall: crate::config::firewall::FirewallConfig::default(),
+            metrics: crate::config::metrics::MetricsConfig::default(),
+            lan: None,
+            dns: None,
         }
     }
 

@@ -7,6 +7,8 @@
 //! - [`read_key_file`], [`write_secret_file`], [`generate_private_key`] and
 //!   [`public_key`] handle the keys the file refers to; [`read_psk_file`] the
 //!   pre-shared keys of the IPsec tunnels.
+//! - [`lan`] holds the `[lan]`, `[lan.dhcp]` and `[dns]` tables (LAN
+//!   services), [`firewall`] the `[firewall]` table.
 //! - [`parse_identity`] and [`format_identity`] read and write IKE identities
 //!   in strongSwan's syntax (`local_id`, `remote_id`).
 //! - [`ConfigEditor`] adds, removes, enables and disables peers, adds or
@@ -19,6 +21,8 @@ pub mod firewall;
 mod fsutil;
 pub mod ike_id;
 pub mod keys;
+pub mod lan;
+pub mod metrics;
 mod model;
 mod validate;
 

@@ -10,6 +10,8 @@ use ipnet::{IpNet, Ipv4Net};
 
 use super::firewall::FirewallConfig;
 use super::keys::Key;
+use super::lan::{DnsConfig, LanConfig};
+use super::metrics::MetricsConfig;
 use crate::ike::proposal::Proposal;
 use crate::wire::Identity;
 
@@ -116,6 +118,12 @@ pub struct Config {
     pub aws: Option<AwsConfig>,
     /// The `[firewall]` table (the default policy when the file has none).
     pub firewall: FirewallConfig,
+    /// The `[metrics]` table (no listener when the file has none).
+    pub metrics: MetricsConfig,
+    /// The `[lan]` table (with `[lan.dhcp]`), when the file has one.
+    pub lan: Option<LanConfig>,
+    /// The `[dns]` table, when the file has one.
+    pub dns: Option<DnsConfig>,
 }
 
 /// Largest accepted `aws.sync_interval` (one day).
@@ -385,6 +393,16 @@ impl Config {
         self.peers.iter().find(|p| p.name == name)
     }
 
+    /// Warnings about a configuration that is valid but may not be what
+    /// the operator meant (`wgctl check` prints them, ipieced logs them),
+    /// located like errors.
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        self.metrics
+            .warning(&self.path, &self.firewall)
+            .into_iter()
+            .collect()
+    }
+
     /// The IPsec tunnel named `name`, if any.
     pub fn tunnel(&self, name: &str) -> Option<&TunnelConfig> {
         self.ipsec.tunnels.iter().find(|t| t.name == name)
@@ -545,6 +563,9 @@ mod tests {
             ipsec: IpsecConfig::default(),
             aws: None,
             firewall: FirewallConfig::default(),
+            metrics: MetricsConfig::default(),
+            lan: None,
+            dns: None,
         }
     }
 

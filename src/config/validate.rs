@@ -10,6 +10,8 @@
 pub(crate) mod aws;
 mod firewall;
 mod ipsec;
+mod lan;
+mod metrics;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,8 +29,17 @@ use super::model::{
 };
 
 /// Keys allowed at the top level.
-pub(crate) const ROOT_KEYS: &[&str] =
-    &["gateway", "wireguard", "peers", "ipsec", "aws", "firewall"];
+pub(crate) const ROOT_KEYS: &[&str] = &[
+    "gateway",
+    "wireguard",
+    "peers",
+    "ipsec",
+    "aws",
+    "firewall",
+    "metrics",
+    "lan",
+    "dns",
+];
 /// Keys allowed in `[gateway]`.
 pub(crate) const GATEWAY_KEYS: &[&str] = &[
     "name",
@@ -499,6 +510,7 @@ impl<'a> Checker<'a> {
         let peers = self.peers(root, &wireguard);
         let ipsec = self.ipsec(root, &prefixes, public_address);
         let aws = self.aws(root);
+        let metrics = self.metrics(root);
         let firewall = self.firewall(
             root,
             &firewall::FirewallContext {
@@ -516,6 +528,23 @@ impl<'a> Checker<'a> {
                 ],
             },
         );
+        let lan = self.lan(
+            root,
+            &lan::LanContext {
+                lan_prefixes: gateway.as_ref().map(|g| g.lan_prefixes.as_slice()),
+                firewall_lan_interface: firewall.as_ref().and_then(|f| f.lan_interface.as_deref()),
+                dns_on: root.contains_key("dns"),
+            },
+        );
+        // The addresses the gateway's DNS listens on.
+        let mut own_dns = Vec::new();
+        if let Some(Some(l)) = &lan {
+            own_dns.push(IpAddr::V4(l.address.addr()));
+        }
+        if let Some(a) = wireguard.address {
+            own_dns.push(a.addr());
+        }
+        let dns = self.dns(root, &own_dns);
         Some(Config {
             path: self.file.to_path_buf(),
             gateway: gateway?,
@@ -524,6 +553,9 @@ impl<'a> Checker<'a> {
             ipsec: ipsec?,
             aws: aws?,
             firewall: firewall?,
+            metrics: metrics?,
+            lan: lan?,
+            dns: dns?,
         })
     }
 
@@ -1296,6 +1328,8 @@ enabled = false
         assert_eq!(c.gateway.tun_name, "ipiece0");
         assert_eq!(c.wireguard.listen_port, 51821);
         assert_eq!(c.wireguard.private_key_file, dir.path().join("wg.key"));
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9586".parse().unwrap()));
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
         let allowed: Vec<String> = c
             .client_allowed_ips()
             .iter()

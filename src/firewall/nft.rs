@@ -338,10 +338,7 @@ impl Policy {
             "iifname \"{wan}\" icmpv6 type echo-request limit rate 10/second burst 20 packets counter accept comment \"wan: ping6\""
         ));
         c.line("icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem, nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept");
-        c.line(&format!(
-            "iifname \"{}\" udp dport 67 counter accept comment \"lan: dhcp\"",
-            ifs.lan
-        ));
+        self.service_lines(&mut c, ifs);
         for z in [Zone::Lan, Zone::Wg, Zone::Aws] {
             if default_allows(z, Zone::Gateway) {
                 let any = SideMatch {
@@ -356,6 +353,34 @@ impl Policy {
         }
         c.line(&format!("counter drop comment \"{INPUT_DROP}\""));
         c.finish()
+    }
+
+    /// The LAN services on the gateway (dnsmasq): DHCP (UDP 67, from any
+    /// source address: a client without a lease sends from 0.0.0.0) on the
+    /// LAN interface with `[lan.dhcp]`; DNS (UDP and TCP 53) from the lan and
+    /// wg zones with `[dns]`. Never from the WAN.
+    fn service_lines(&self, c: &mut Chain, ifs: &Interfaces) {
+        if self.dhcp {
+            c.line(&format!(
+                "iifname \"{}\" udp dport 67 counter accept comment \"lan: dhcp\"",
+                ifs.lan
+            ));
+        }
+        if !self.dns {
+            return;
+        }
+        for z in [Zone::Lan, Zone::Wg] {
+            let tail = format!("counter accept comment \"{z}: dns\"");
+            for proto in [FirewallProto::Udp, FirewallProto::Tcp] {
+                let any = SideMatch {
+                    iface: None,
+                    nets: None,
+                };
+                for l in self.lines(self.zone_side(z, ifs), any, proto, &[(53, 53)], &tail) {
+                    c.line(&l);
+                }
+            }
+        }
     }
 
     fn mss_lines(&self, c: &mut Chain) {

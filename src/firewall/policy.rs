@@ -105,7 +105,8 @@ pub struct Policy {
     pub tun: String,
     /// `firewall.wan_interface` as written (`None`: from the routes).
     pub wan_interface: Option<String>,
-    /// `firewall.lan_interface` as written (`None`: from the routes).
+    /// `firewall.lan_interface` as written, else `lan.interface` (`None`:
+    /// from the routes).
     pub lan_interface: Option<String>,
     /// The lan zone's prefixes.
     pub lan: Vec<IpNet>,
@@ -127,6 +128,10 @@ pub struct Policy {
     pub aws_mss: u16,
     /// Largest TCP MSS towards and from the wg zone (WireGuard MTU - 40).
     pub wg_mss: u16,
+    /// `[lan.dhcp]` is on: the LAN reaches the gateway's DHCP server (UDP 67).
+    pub dhcp: bool,
+    /// `[dns]` is on: lan and wg reach the gateway's DNS server (UDP and TCP 53).
+    pub dns: bool,
 }
 
 /// Whether the default policy lets traffic from zone `from` reach zone `to`
@@ -195,7 +200,10 @@ impl Policy {
             enabled: fw.enabled,
             tun: cfg.gateway.tun_name.clone(),
             wan_interface: fw.wan_interface.clone(),
-            lan_interface: fw.lan_interface.clone(),
+            lan_interface: fw
+                .lan_interface
+                .clone()
+                .or_else(|| cfg.lan.as_ref().and_then(|l| l.interface.clone())),
             lan: cfg.gateway.lan_prefixes.clone(),
             wg: cfg.wg_subnet(),
             gateway_wg: cfg.wireguard.address.addr(),
@@ -206,6 +214,8 @@ impl Policy {
             forwards,
             aws_mss: aws_tcp_mss(cfg),
             wg_mss: cfg.wireguard.mtu.saturating_sub(40),
+            dhcp: cfg.lan.as_ref().is_some_and(|l| l.dhcp.is_some()),
+            dns: cfg.dns.is_some(),
         }
     }
 

@@ -150,6 +150,52 @@ fn rules_aliases_peers_and_forwards_render_as_the_golden_file() {
     golden("full.nft", &f.policy(FULL).render(&ifs()));
 }
 
+/// `[lan.dhcp]` and `[dns]` on: DHCP from the LAN interface, DNS from lan
+/// and wg, both before the anti-lockout; nothing for the WAN.
+const LAN_SERVICES: &str = r#"
+[lan]
+interface = "eth1"
+address = "172.16.4.1/24"
+
+[lan.dhcp]
+range = ["172.16.4.100", "172.16.4.150"]
+
+[dns]
+domain = "lab.internal"
+"#;
+
+#[test]
+fn lan_services_open_dhcp_and_dns_to_lan_and_wg_only_as_the_golden_file() {
+    let f = Fixture::new();
+    let text = f.policy(LAN_SERVICES).render(&ifs());
+    golden("lan-services.nft", &text);
+    for l in text
+        .lines()
+        .filter(|l| l.contains("dport 53") || l.contains("dport 67"))
+    {
+        assert!(
+            !l.contains("\"eth0\""),
+            "the WAN reaches a LAN service: {l}"
+        );
+    }
+    assert!(text.contains("iifname \"eth1\" udp dport 67 counter accept comment \"lan: dhcp\""));
+    assert!(text.contains("iifname \"ipiece0\" ip saddr 172.16.60.0/24 tcp dport 53 counter accept comment \"wg: dns\""));
+    // Without them, neither port is opened.
+    let plain = f.policy("").render(&ifs());
+    assert!(
+        !plain.contains("dport 67") && !plain.contains("dport 53"),
+        "{plain}"
+    );
+    // DNS alone: no DHCP; lan.interface is the firewall's LAN interface.
+    let dns_only = f.policy("[lan]\ninterface = \"lan7\"\naddress = \"172.16.4.1/24\"\n[dns]\ndomain = \"lab.internal\"\n");
+    assert_eq!(dns_only.lan_interface.as_deref(), Some("lan7"));
+    let text = dns_only.render(&ifs());
+    assert!(
+        !text.contains("dport 67") && text.contains("\"lan: dns\""),
+        "{text}"
+    );
+}
+
 #[test]
 fn disabled_firewall_only_removes_the_table() {
     let f = Fixture::new();
