@@ -152,7 +152,6 @@ fn each_fixture_imports_into_a_file_that_validates_with_a_report_of_what_did_not
                 "allowed IP 192.168.77.0/24",
                 "Default allow LAN IPv6",
                 "<system>",
-                "interfaces/lan address 172.16.4.1/24: not mapped yet",
             ],
             2,
             1,
@@ -272,6 +271,89 @@ fn the_disabled_peer_stays_disabled_and_the_phase2_networks_become_selectors() {
     // The PSK file holds the pfSense key, never shown.
     let psk = fs::read_to_string(cfg.dir.join("ipsec/VPC-tunnel.psk")).unwrap();
     assert_eq!(psk.trim(), "vgw.psk.two.2600");
+}
+
+#[test]
+fn the_lan_address_dhcp_range_and_static_mappings_become_lan_and_lan_dhcp() {
+    let dir = TempDir::new("pfsense-lan");
+    let cfg = fresh(&dir.join("c"));
+    let out = import(&cfg, &fixture("pfsense-2.5.0.xml"), &[]);
+    assert!(out.ok(), "{out}");
+    let doc = toml_of(&cfg);
+    assert_eq!(doc["lan"]["address"].as_str(), Some("172.16.4.1/24"));
+    let dhcp = &doc["lan"]["dhcp"];
+    assert_eq!(
+        dhcp["range"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["172.16.4.100", "172.16.4.150"]
+    );
+    assert_eq!(dhcp["lease_time"].as_integer(), Some(7200));
+    let statics: Vec<(String, String, String)> = dhcp["static"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["mac"].as_str().unwrap().to_owned(),
+                s["address"].as_str().unwrap().to_owned(),
+                s["hostname"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statics,
+        [
+            (
+                "00:50:56:aa:bb:01".to_owned(),
+                "172.16.4.20".to_owned(),
+                "build01".to_owned()
+            ),
+            (
+                "00:50:56:aa:bb:02".to_owned(),
+                "172.16.4.21".to_owned(),
+                "db01".to_owned()
+            ),
+        ]
+    );
+    // The 2.7 fixture's DNS server option; the 2.6 one's DHCP is off: [lan] only.
+    let cfg = fresh(&dir.join("c27"));
+    assert!(import(&cfg, &fixture("pfsense-2.7.2.xml"), &[]).ok());
+    let doc = toml_of(&cfg);
+    assert_eq!(
+        doc["lan"]["dhcp"]["dns_servers"]
+            .as_array()
+            .map(|a| a.len()),
+        Some(1)
+    );
+    let cfg = fresh(&dir.join("c26"));
+    assert!(import(&cfg, &fixture("pfsense-2.6.0.xml"), &[]).ok());
+    let doc = toml_of(&cfg);
+    assert_eq!(doc["lan"]["address"].as_str(), Some("172.16.4.1/24"));
+    assert!(
+        doc["lan"].get("dhcp").is_none(),
+        "DHCP is off in that pfSense"
+    );
+    // Another LAN address in the file: refused unless --replace.
+    let cfg = fresh(&dir.join("other"));
+    let mut text = fs::read_to_string(&cfg.path).unwrap();
+    text.push_str("\n[lan]\naddress = \"172.16.4.254/24\"\n");
+    fs::write(&cfg.path, text).unwrap();
+    assert!(wgctl_at(&cfg.path, &["check"]).ok());
+    let out = import(&cfg, &fixture("pfsense-2.5.0.xml"), &[]);
+    assert!(
+        !out.ok() && out.stderr.contains("lan.address is 172.16.4.254/24"),
+        "{out}"
+    );
+    let out = import(&cfg, &fixture("pfsense-2.5.0.xml"), &["--replace"]);
+    assert!(out.ok(), "{out}");
+    assert_eq!(
+        toml_of(&cfg)["lan"]["address"].as_str(),
+        Some("172.16.4.1/24")
+    );
 }
 
 #[test]

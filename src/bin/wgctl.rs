@@ -151,8 +151,8 @@ enum Cmd {
 enum ImportCmd {
     /// A pfSense 2.5-2.7 config.xml (Diagnostics > Backup & Restore): the
     /// WireGuard tunnel and peers (pfSense-pkg-WireGuard), the IPsec
-    /// tunnels, aliases, rules and port forwards, the LAN prefix; keys into
-    /// 0600 files; one atomic edit. Prints what was written and a report of
+    /// tunnels, aliases, rules and port forwards, the LAN address and its
+    /// DHCP server; keys into 0600 files; one atomic edit. Prints what was written and a report of
     /// everything that was not.
     Pfsense {
         /// The config.xml.

@@ -23,6 +23,7 @@ use toml_edit::{value, Array, Table, Value};
 
 use super::{ImportPlan, IpsecTunnel, PfError, Report, ReportItem};
 use crate::config::edit::{ConfigEditor, EditError, NewPeer, NewTunnel, Upsert};
+use crate::config::lan::MacAddr;
 use crate::config::{public_key, read_key_file, Config, DEFAULT_MTU};
 use crate::ike::crypto::SecretBytes;
 
@@ -91,6 +92,7 @@ pub fn apply(
     write_peers(editor, cfg, plan, &mut out)?;
     write_tunnels(editor, cfg, plan, &mut out)?;
     write_firewall(editor, cfg, plan, &mut out)?;
+    write_lan(editor, cfg, plan, &mut out)?;
     Ok(out)
 }
 
@@ -147,6 +149,35 @@ fn conflicts(cfg: &Config, plan: &ImportPlan) -> Result<Vec<String>, ApplyError>
             || fw.port_forwards.iter().any(|e| e.name == f.name)
         {
             out.push(format!("firewall rule or port forward `{}` exists", f.name));
+        }
+    }
+    if let (Some(lan), Some(have)) = (&plan.lan, &cfg.lan) {
+        if have.address != lan.address {
+            out.push(format!(
+                "lan.address is {}, not pfSense's {}",
+                have.address, lan.address
+            ));
+        }
+        if let (Some(d), Some(hd)) = (&lan.dhcp, &have.dhcp) {
+            if hd.range != d.range {
+                out.push(format!(
+                    "lan.dhcp.range is {}-{}, not pfSense's {}-{}",
+                    hd.range.0, hd.range.1, d.range.0, d.range.1
+                ));
+            }
+            for s in &d.statics {
+                let mac = s.mac.parse::<MacAddr>().ok();
+                if let Some(e) = hd
+                    .statics
+                    .iter()
+                    .find(|e| Some(e.mac) == mac || e.address == s.address)
+                {
+                    out.push(format!(
+                        "lan.dhcp.static {} ({}) is there already (pfSense: {} {})",
+                        e.mac, e.address, s.mac, s.address
+                    ));
+                }
+            }
         }
     }
     for (name, nets) in &plan.aliases {
@@ -417,6 +448,85 @@ fn write_firewall(
             r.to,
             r.proto.as_str(),
             r.action.as_str()
+        ));
+    }
+    Ok(())
+}
+
+fn write_lan(
+    editor: &mut ConfigEditor,
+    cfg: &Config,
+    plan: &ImportPlan,
+    out: &mut Applied,
+) -> Result<(), ApplyError> {
+    let Some(lan) = &plan.lan else {
+        return Ok(());
+    };
+    let changed = editor.set_table_keys(
+        &["lan"],
+        vec![("address".into(), Value::from(lan.address.to_string()))],
+    )?;
+    if !changed.is_empty() {
+        out.lines.push(format!("lan.address: {}", lan.address));
+    }
+    let Some(d) = &lan.dhcp else {
+        return Ok(());
+    };
+    let mut keys = vec![(
+        "range".to_owned(),
+        string_array([d.range.0.to_string(), d.range.1.to_string()]),
+    )];
+    if let Some(t) = d.lease_time {
+        keys.push(("lease_time".into(), Value::from(i64::from(t))));
+    }
+    if let Some(r) = d.router.filter(|r| *r != lan.address.addr()) {
+        keys.push(("router".into(), Value::from(r.to_string())));
+    }
+    if !d.dns_servers.is_empty() {
+        keys.push((
+            "dns_servers".into(),
+            string_array(d.dns_servers.iter().map(|a| a.to_string())),
+        ));
+    }
+    let changed = editor.set_table_keys(&["lan", "dhcp"], keys)?;
+    if !changed.is_empty() {
+        out.lines.push(format!(
+            "lan.dhcp: {}-{} ({})",
+            d.range.0,
+            d.range.1,
+            changed.join(", ")
+        ));
+    }
+    let existing = cfg.lan.as_ref().and_then(|l| l.dhcp.as_ref());
+    for s in &d.statics {
+        let mac = s.mac.parse::<MacAddr>().ok();
+        if let Some(hd) = existing {
+            for e in hd
+                .statics
+                .iter()
+                .filter(|e| Some(e.mac) == mac || e.address == s.address)
+            {
+                let spelled = e.mac;
+                editor.remove_array_table_by(&["lan", "dhcp"], "static", "mac", |v| {
+                    v.parse::<MacAddr>().ok() == Some(spelled)
+                });
+            }
+        }
+        let mut t = Table::new();
+        t.insert("mac", value(s.mac.as_str()));
+        t.insert("address", value(s.address.to_string()));
+        if let Some(h) = &s.hostname {
+            t.insert("hostname", value(h.as_str()));
+        }
+        editor.append_array_table(&["lan", "dhcp"], "static", t)?;
+        out.lines.push(format!(
+            "lan.dhcp.static {} -> {}{}",
+            s.mac,
+            s.address,
+            s.hostname
+                .as_deref()
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default()
         ));
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! `interfaces/lan`, `interfaces/wan` and `dhcpd/lan`: the LAN prefix
-//! (`gateway.lan_prefixes`), the LAN address and DHCP server (`[lan]`,
-//! `[lan.dhcp]`), the WAN's static address.
+//! (`gateway.lan_prefixes`), the LAN address and DHCP server (`[lan]`
+//! `address`, `[lan.dhcp]` `range`, `lease_time`, `router`, `dns_servers`,
+//! `[[lan.dhcp.static]]`), the WAN's static address.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -88,21 +89,11 @@ fn read_lan(
         }
         None => None,
     };
-    plan.report.skip(
-        iface,
-        format!("interfaces/lan address {address}"),
-        "not mapped yet: this ipiece version has no [lan] table (the LAN prefix went into gateway.lan_prefixes)",
-    );
-    if let (Some(d), Some(dh)) = (at(root, &["dhcpd", "lan"]), &dhcp) {
-        plan.report.skip(
-            d,
-            format!(
-                "dhcpd/lan range {}-{}, {} static mapping(s)",
-                dh.range.0,
-                dh.range.1,
-                dh.statics.len()
-            ),
-            "not mapped yet: this ipiece version has no [lan.dhcp] table",
+    if let Some(i) = text(iface, "if") {
+        plan.report.note(
+            iface,
+            format!("interfaces/lan ({i})"),
+            "FreeBSD interface names differ from Linux ones: lan.interface is left to firewall.lan_interface or the routes",
         );
     }
     plan.lan = Some(Lan {
@@ -137,17 +128,42 @@ fn read_dhcp(ctx: &Ctx<'_>, d: Node<'_, '_>, plan: &mut ImportPlan) -> Result<Dh
         addr(at(d, &["range", "from"]), "range/from")?,
         addr(at(d, &["range", "to"]), "range/to")?,
     );
-    let lease_time = text(d, "defaultleasetime").and_then(|v| v.parse().ok());
+    let lease_time = match text(d, "defaultleasetime").map(|v| v.parse::<u32>()) {
+        Some(Ok(t)) if (120..=31_536_000).contains(&t) => Some(t),
+        Some(_) => {
+            plan.report.note(
+                d,
+                "dhcpd/lan/defaultleasetime",
+                "outside ipiece's 120 s to one year: ipiece's default (7200 s) applies",
+            );
+            None
+        }
+        None => None,
+    };
     let mut statics = Vec::new();
     for m in children(d, "staticmap") {
         let mac = text(m, "mac").unwrap_or_default().to_ascii_lowercase();
         let ip = text(m, "ipaddr").unwrap_or_default();
         match ip.parse::<IpAddr>() {
-            Ok(IpAddr::V4(a)) if !mac.is_empty() => statics.push(StaticMap {
-                mac,
-                address: a,
-                hostname: text(m, "hostname"),
-            }),
+            Ok(IpAddr::V4(a)) if !mac.is_empty() => {
+                let hostname = text(m, "hostname");
+                let label = hostname.clone().filter(|h| dns_label(h));
+                if hostname.is_some() && label.is_none() {
+                    plan.report.note(
+                        m,
+                        format!("dhcpd/lan/staticmap {mac}"),
+                        format!(
+                            "host name {:?} is not one DNS label: imported without it",
+                            hostname.unwrap_or_default()
+                        ),
+                    );
+                }
+                statics.push(StaticMap {
+                    mac,
+                    address: a,
+                    hostname: label,
+                })
+            }
             _ => plan.report.skip(
                 m,
                 format!("dhcpd/lan/staticmap {mac}"),
@@ -167,23 +183,54 @@ fn read_dhcp(ctx: &Ctx<'_>, d: Node<'_, '_>, plan: &mut ImportPlan) -> Result<Dh
             plan.report.skip(n, format!("dhcpd/lan/{k}"), why);
         }
     }
-    for (k, why) in [
-        ("dnsserver", "DNS servers handed out"),
-        ("gateway", "the router handed out"),
-        ("domain", "the domain handed out"),
-    ] {
-        if let Some(n) = child(d, k).filter(|n| !super::text_of(*n).is_empty()) {
-            plan.report.note(
-                n,
-                format!("dhcpd/lan/{k}"),
-                format!("{why}: ipiece hands out the gateway's LAN address"),
-            );
+    let router = match text(d, "gateway") {
+        Some(g) => match g.parse::<Ipv4Addr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                plan.report.note(
+                    d,
+                    "dhcpd/lan/gateway",
+                    format!("`{g}` is not an address: the gateway's LAN address is handed out"),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let mut dns_servers = Vec::new();
+    for n in children(d, "dnsserver") {
+        let t = super::text_of(n);
+        match t.parse::<Ipv4Addr>() {
+            Ok(a) => dns_servers.push(a),
+            Err(_) if t.is_empty() => {}
+            Err(_) => {
+                plan.report
+                    .skip(n, format!("dhcpd/lan/dnsserver {t}"), "not an IPv4 address")
+            }
         }
+    }
+    if let Some(n) = child(d, "domain").filter(|n| !super::text_of(*n).is_empty()) {
+        plan.report.skip(
+            n,
+            "dhcpd/lan/domain",
+            "the DHCP domain comes from dns.domain in ipiece: set [dns]",
+        );
     }
     Ok(Dhcp {
         range,
         lease_time,
+        router,
+        dns_servers,
         statics,
         line: line_of(d),
     })
+}
+
+/// One DNS label: 1-63 of letters, digits and `-`, not at either end.
+fn dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }

@@ -32,7 +32,8 @@
 //!   against ipiece's proposal parser.
 //! - Firewall (`firewall.rs`): `aliases/alias`, `filter/rule`, `nat/rule`
 //!   (port forwards) and `nat/outbound`.
-//! - LAN (`lan.rs`): `interfaces/lan` and `dhcpd/lan`.
+//! - LAN (`lan.rs`): `interfaces/lan` and `dhcpd/lan` (`range/{from,to}`,
+//!   `defaultleasetime`, `gateway`, `dnsserver`, `staticmap/{mac,ipaddr,hostname}`).
 
 mod firewall;
 mod ipsec;
@@ -294,8 +295,12 @@ pub struct Lan {
 pub struct Dhcp {
     /// `range/from`, `range/to`.
     pub range: (Ipv4Addr, Ipv4Addr),
-    /// `defaultleasetime`, seconds.
+    /// `defaultleasetime`, seconds (within ipiece's range).
     pub lease_time: Option<u32>,
+    /// `gateway`: the router handed out, when set.
+    pub router: Option<Ipv4Addr>,
+    /// `dnsserver` entries: the DNS servers handed out.
+    pub dns_servers: Vec<Ipv4Addr>,
     /// `staticmap` entries: (mac, address, hostname).
     pub statics: Vec<StaticMap>,
     /// 1-based line of `dhcpd/lan`.

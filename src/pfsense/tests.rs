@@ -146,6 +146,8 @@ fn pfsense_2_5_0_builtin_wireguard_with_base64_keys_and_an_ikev1_entry() {
     assert_eq!(dhcp.lease_time, Some(7200));
     assert_eq!(dhcp.statics.len(), 2);
     assert_eq!(dhcp.statics[1].mac, "00:50:56:aa:bb:02", "MACs lower-cased");
+    assert_eq!(dhcp.statics[0].hostname.as_deref(), Some("build01"));
+    assert_eq!((dhcp.router, dhcp.dns_servers.clone()), (None, vec![]));
 
     assert_eq!(p.port_forwards.len(), 1);
     let f = &p.port_forwards[0];
@@ -404,6 +406,9 @@ fn pfsense_2_7_2_vti_tunnels_to_aws_and_rules_on_every_tab() {
         .contains("schedule `workhours`"));
     skipped(&p, "Guest portal");
     skipped(&p, "dhcpd/opt1");
+    let dhcp = p.lan.as_ref().unwrap().dhcp.as_ref().unwrap();
+    assert_eq!(dhcp.dns_servers, [Ipv4Addr::new(172, 16, 4, 1)]);
+    assert_eq!(dhcp.lease_time, Some(3600));
     skipped(&p, "interfaces/opt1");
     skipped(&p, "<openvpn>");
     skipped(&p, "<unbound>");
