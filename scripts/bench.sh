@@ -17,6 +17,10 @@
 #            VGW.
 #   e2e      LAPTOPS laptops (wireguard-go) -> the VPC host through ipieced
 #            (WireGuard in, ESP out inside the daemon) and the strongSwan VGW.
+#            With HEALTH=1, the ipieced row is measured a second time with
+#            tunnel health probes (inside_cidr: an ICMP echo to the VGW's
+#            inside address every second) and the Prometheus listener on,
+#            scraped every second: "ipieced (probes+metrics)", side by side.
 #   ceiling  the LAN host -> the VPC host through ipieced, with a second
 #            ipieced as the VGW (start_action = "wait"): ipiece at both ends,
 #            no libipsec in the path.
@@ -47,6 +51,7 @@
 #   default: leave ipieced's, the kernel's 500),
 #   IKE_PROPOSAL=aes128gcm16-prfsha256-ecp256, ESP_PROPOSAL=aes128gcm16-ecp256,
 #   ESP_CBC=0 (1: also ESP_CBC_PROPOSAL=aes128-sha1-modp2048),
+#   HEALTH=0 (1: the esp case's ipieced also with probes and metrics on),
 #   IPBENCH_DIR=/tmp/ipiece-bench (state, logs, iperf3 JSON, charon logs),
 #   CARGO_TARGET_DIR=/var/cache/ipiece-ci/target (ipieced + wgctl, release;
 #   IPIECE_BIN_DIR=DIR uses DIR/ipieced and DIR/wgctl instead of building),
@@ -75,6 +80,10 @@ IKE_PROPOSAL=${IKE_PROPOSAL:-aes128gcm16-prfsha256-ecp256}
 ESP_PROPOSAL=${ESP_PROPOSAL:-aes128gcm16-ecp256}
 ESP_CBC=${ESP_CBC:-0}
 ESP_CBC_PROPOSAL=${ESP_CBC_PROPOSAL:-aes128-sha1-modp2048}
+HEALTH=${HEALTH:-0}
+INSIDE_CIDR=169.254.10.0/30 # the tunnel's inside addresses (HEALTH=1)
+VGW_INSIDE=169.254.10.1/30
+METRICS_LISTEN=127.0.0.1:9586
 NS_PREFIX=ipbench-
 STATE=${IPBENCH_DIR:-/tmp/ipiece-bench}
 RUN=$STATE/run
@@ -116,6 +125,7 @@ done
 ((DUR >= 1 && RUNS >= 1)) || die "DUR and RUNS must be >= 1"
 case $REVERSE in 0 | 1) ;; *) die "REVERSE must be 0 or 1" ;; esac
 case $ESP_CBC in 0 | 1) ;; *) die "ESP_CBC must be 0 or 1" ;; esac
+case $HEALTH in 0 | 1) ;; *) die "HEALTH must be 0 or 1" ;; esac
 for impl in $IMPLS; do
   case $impl in ipieced | wireguard-go | boringtun) ;; *) die "unknown implementation '$impl' in IMPLS" ;; esac
 done
@@ -252,7 +262,7 @@ if has_case e2e; then
 fi
 
 # ipieced as the customer gateway: the base config plus one tunnel to the VGW
-write_gw_tunnel() { # write_gw_tunnel ESP_PROPOSAL
+write_gw_tunnel() { # write_gw_tunnel ESP_PROPOSAL [health]
   mkdir -p "$STATE/ipsec"
   (umask 077 && printf '%s\n' "$PSK" >"$STATE/ipsec/$TUNNEL.psk")
   {
@@ -266,6 +276,9 @@ psk_file = "ipsec/$TUNNEL.psk"
 ike_proposals = "$IKE_PROPOSAL"
 esp_proposals = "$1"
 EOF
+    if [ "${2:-}" = health ]; then
+      printf 'inside_cidr = "%s"\n\n[metrics]\nlisten = "%s"\n' "$INSIDE_CIDR" "$METRICS_LISTEN"
+    fi
   } >"$CFG"
   "${WGCTL[@]}" check >"$LOGS/wgctl-check.log" 2>&1 ||
     { cat "$LOGS/wgctl-check.log"; die "wgctl check refuses the tunnel with $1"; }
@@ -404,6 +417,25 @@ vgw_charon_start() {
   swan "$SWAN_VGW_DIR" --load-all --noprompt --file "$SWAN_VGW_DIR/swanctl.conf" >"$LOGS/swanctl-load-vgw.log" 2>&1 ||
     { cat "$LOGS/swanctl-load-vgw.log"; die "swanctl --load-all (VGW) failed"; }
   VGW_PID=$(cat "$RUN/charon-vgw.pid")
+  # the VGW's inside address: its kernel answers the probes (HEALTH=1)
+  ip -n "$NS_VGW" addr add "$VGW_INSIDE" dev "$SWAN_TUN"
+}
+
+# scraper_start / scraper_stop : GET /metrics every second from the
+# gateway's namespace while a case runs (HEALTH=1), bounded in count
+scraper_start() {
+  local n=$(((DUR + 5) * RUNS + 120))
+  # shellcheck disable=SC2016 # the inner shell's variables
+  spawn "$RUN/scraper.pid" "$LOGS/scraper.log" "$NS_GW" sh -c '
+    i=0; ok=0
+    while [ $i -lt "$1" ]; do
+      curl -fsS -o /dev/null --max-time 2 "http://$2/metrics" && ok=$((ok + 1))
+      i=$((i + 1)); echo "scrapes $i ok $ok"; sleep 1
+    done' sh "$n" "$METRICS_LISTEN"
+}
+scraper_stop() {
+  kill_pidfile "$RUN/scraper.pid"
+  echo "  scrapes of /metrics during the case: $(tail -n 1 "$LOGS/scraper.log" 2>/dev/null)" >>"$NOTES"
 }
 
 # strongSwan as the customer gateway (esp), in the gateway's namespace
@@ -646,6 +678,20 @@ if [ "$SWAN" = 1 ]; then
       ipieced_counters "esp, ipieced, $esp" "$CFG"
       gw_stop
       ipieced_send_drops "esp, ipieced, $esp" "$GW_LOG"
+
+      if [ "$HEALTH" = 1 ]; then
+        write_gw_tunnel "$esp" health
+        gw_start ipieced "esp-ipieced-health-$esp"
+        wait_tunnel "$GW_PID" "$CFG" "$GW_LOG"
+        reach "$NS_LAN" "$LAB_VPC_HOST"
+        scraper_start
+        measure esp "ipieced (probes+metrics)" strongSwan "$DIR_L2L" "$esp" "$NS_VGW"
+        scraper_stop
+        ipieced_counters "esp, ipieced (probes+metrics), $esp" "$CFG"
+        nsx "$NS_GW" "${WGCTL[@]}" status 2>/dev/null | grep -E '^ +probe ' | sed 's/^ */  /' >>"$NOTES" || true
+        gw_stop
+        ipieced_send_drops "esp, ipieced (probes+metrics), $esp" "$GW_LOG"
+      fi
 
       cgw_charon_start "$esp"
       reach "$NS_LAN" "$LAB_VPC_HOST"

@@ -8,7 +8,9 @@
 #   3. cargo clippy --all-targets -- -D warnings
 #   4. cargo test --all-targets --no-fail-fast (dev profile; the integration tests in tests/
 #      need root and network namespaces)
-#   5. vm-image/test.sh: the ESXi appliance built from those dev binaries (OVA
+#   5. scripts/demo.sh: the seed topology, asserting its ping matrix, names
+#      and failover time (DEMO_TIMEOUT, default 300 s)
+#   6. vm-image/test.sh: the ESXi appliance built from those dev binaries (OVA
 #      checks, qemu boots with BIOS and UEFI, a wireguard-go laptop against
 #      the VM, the .deb in a clean Debian 12 root); VM_TIMEOUT (default 1200 s)
 #      bounds it; IPIECE_SKIP_VM=1 skips it outside CI
@@ -176,6 +178,30 @@ elif [ "$rc" -ne 0 ]; then
   CARGO_FAILED="cargo test (exit $rc; log: $LOGDIR/test.log)"
 fi
 
+# ------------------------------------------------------------------ demo -----
+# scripts/demo.sh on the dev binaries just built: the seed topology (office
+# router, gateway with firewall, DHCP and DNS, a DHCP team VM, a wireguard-go
+# laptop, two strongSwan VGWs) asserts its ping matrix, names and failover
+# time. It counts as one test. DEMO_TIMEOUT (default 300 s) bounds it.
+DEMO_TIMEOUT=${DEMO_TIMEOUT:-300}
+DEMO_P=0
+DEMO_F=0
+DEMO_FAILED=""
+section "scripts/demo.sh (timeout ${DEMO_TIMEOUT}s)"
+demo_start=$SECONDS
+demo_rc=0
+IPIECE_BIN_DIR="$CARGO_TARGET_DIR/debug" IPDEMO_DIR="$CARGO_TARGET_DIR/demo-state" \
+  timeout --kill-after=30 "$DEMO_TIMEOUT" bash scripts/demo.sh 2>&1 | tee "$LOGDIR/demo.log" || demo_rc=$?
+if [ "$demo_rc" -eq 0 ]; then
+  DEMO_P=1
+else
+  DEMO_F=1
+  DEMO_FAILED="scripts/demo.sh (exit $demo_rc; log: $LOGDIR/demo.log)"
+  # a demo killed by the timeout leaves its namespaces: tear them down
+  bash scripts/demo.sh --down >/dev/null 2>&1 || true
+fi
+echo "demo section: $((SECONDS - demo_start))s"
+
 # ------------------------------------------------------------------ vm -------
 # The ESXi appliance (vm-image/test.sh): builds the OVA and the .deb from the
 # dev binaries the cargo tests just built, checks the OVA, boots it under
@@ -212,9 +238,10 @@ fi
 
 # one closing line over the cargo tests and the vm-image tests
 printf '\ntotal: %d passed, %d failed, %d skipped\n' \
-  $((CARGO_P + VM_P)) $((CARGO_F + VM_F)) "$CARGO_S"
-if [ -n "$CARGO_FAILED" ] || [ -n "$VM_FAILED" ]; then
+  $((CARGO_P + DEMO_P + VM_P)) $((CARGO_F + DEMO_F + VM_F)) "$CARGO_S"
+if [ -n "$CARGO_FAILED" ] || [ -n "$DEMO_FAILED" ] || [ -n "$VM_FAILED" ]; then
   [ -z "$CARGO_FAILED" ] || echo "FAILED: $CARGO_FAILED"
+  [ -z "$DEMO_FAILED" ] || echo "FAILED: $DEMO_FAILED"
   [ -z "$VM_FAILED" ] || echo "FAILED: $VM_FAILED"
   exit 1
 fi

@@ -212,13 +212,36 @@ impl Settings {
             ike.replay_window = t.replay_window;
             ike.child_lifetime_bytes = t.child_lifetime_bytes;
             tunnels.push(TunnelSettings {
-                source: format!("{t:?}"),
+                // the probe keys apply without restarting the tunnel
+                source: format!(
+                    "{:?}",
+                    crate::config::TunnelConfig {
+                        probe_interval: std::time::Duration::ZERO,
+                        probe_loss: 0,
+                        probe_recover: 0,
+                        probe_hold_down: std::time::Duration::ZERO,
+                        ..t.clone()
+                    }
+                ),
                 name: t.name.clone(),
                 ike: Arc::new(ike),
                 remote: t.remote_address,
                 local: t.local_address.or_else(|| route_source(t.remote_address)),
                 priority: t.priority,
                 initiate: t.start_action == StartAction::Initiate,
+                probe: match (t.local_inside(), t.remote_inside()) {
+                    (Some(local), Some(remote)) if !t.probe_interval.is_zero() => {
+                        Some(crate::ipsec::probe::ProbeSettings {
+                            interval: t.probe_interval,
+                            loss: t.probe_loss,
+                            recover: t.probe_recover,
+                            hold_down: t.probe_hold_down,
+                            local,
+                            remote,
+                        })
+                    }
+                    _ => None,
+                },
             });
         }
         Ok(Settings {
@@ -738,11 +761,26 @@ impl Gateway {
             peers: self.peers.status(wall),
             wireguard: self.peers.counters(),
             counters: self.counters,
-            tunnels: self.tunnel_status(now),
+            tunnels: self.tunnel_status_at(now, wall),
             aws: None,
             firewall: None,
             lan: None,
         }
+    }
+
+    /// [`Gateway::tunnel_status`] with the wall-clock time of each tunnel's
+    /// last switch.
+    pub fn tunnel_status_at(&self, now: Instant, wall: SystemTime) -> Vec<TunnelStatus> {
+        let mut st = self.tunnel_status(now);
+        let wall = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for t in &mut st {
+            if let Some(s) = t.last_switch.as_mut() {
+                s.at_unix = Some(wall.saturating_sub(s.secs_ago));
+            }
+        }
+        st
     }
 
     /// The IPsec tunnels' status alone; each tunnel's inner MTU is capped

@@ -25,8 +25,18 @@
 //!   must carry a cookie (RFC 7296 2.6), and the Diffie-Hellman work done
 //!   for responders has a budget per second.
 //!
+//! - a tunnel with an inside CIDR probes the peer's inside address through
+//!   its own CHILD SA ([`probe`]): after `probe_loss` lost probes in a row
+//!   it is degraded and stops carrying outbound traffic (the next healthy
+//!   tunnel by priority carries at once; with none healthy, the best
+//!   degraded one still does), and it carries again only after
+//!   `probe_recover` answers in a row and a hold-down. Every change of the
+//!   carrying tunnel is logged and counted with its reason.
+//!
 //! ESP always travels in UDP on port 4500 (RFC 3948): a userspace data
 //! plane cannot send raw IP protocol 50 without a raw socket.
+
+pub mod probe;
 
 use crate::esp::{ChildCounters, ChildSa, EspError};
 use crate::gateway::{Io, UdpPort};
@@ -35,7 +45,8 @@ use crate::ike::{
     ChildSaParams, CloseReason, CookieCheck, CookieJar, Event, IkeConfig, IkeSa, IkeState, Transmit,
 };
 use crate::wire::{natt, ExchangeType, HeaderRepr, IkePacket, TrafficSelector};
-use rand_core::OsRng;
+use probe::{ProbeSettings, ProbeStatus, Prober, Transition};
+use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -66,7 +77,8 @@ const COOKIE_ROTATION: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone)]
 pub struct TunnelSettings {
     /// A fingerprint of the config this was built from (its `Debug` form,
-    /// which holds no secret), to tell what changed on reload.
+    /// which holds no secret, without the probe keys), to tell what changed
+    /// on reload: a tunnel whose fingerprint changed is restarted.
     pub source: String,
     /// Tunnel name.
     pub name: String,
@@ -80,6 +92,9 @@ pub struct TunnelSettings {
     pub priority: u32,
     /// We initiate (otherwise we wait for the peer).
     pub initiate: bool,
+    /// Active probing of the peer's inside address; `None`: off (no
+    /// `inside_cidr`, or `probe_interval = 0`).
+    pub probe: Option<ProbeSettings>,
 }
 
 /// What a tunnel is doing, for status. The metrics export one series per
@@ -96,6 +111,10 @@ pub enum TunnelState {
     Connecting,
     /// IKE SA up, CHILD SA installed.
     Up,
+    /// Up, but its probes go unanswered (or it waits out its recovery):
+    /// carries no outbound traffic while another tunnel can; DPD still
+    /// decides when the peer is dead.
+    Degraded,
     /// Taken down by the operator.
     AdminDown,
 }
@@ -157,9 +176,51 @@ pub struct TunnelStatus {
     /// gateway's status); `None` without a CHILD SA.
     #[serde(default)]
     pub inner_mtu: Option<usize>,
+    /// Active probing (RTT, loss, verdict); `None` when off.
+    #[serde(default)]
+    pub probe: Option<ProbeStatus>,
+    /// Why this tunnel carries outbound traffic or does not, in words.
+    #[serde(default)]
+    pub carrying_reason: String,
+    /// Times outbound traffic moved away from this tunnel.
+    #[serde(default)]
+    pub switches_away: u64,
+    /// Times outbound traffic moved onto this tunnel (the first tunnel to
+    /// carry after the start included).
+    #[serde(default)]
+    pub switches_to: u64,
+    /// The last switch this tunnel took part in.
+    #[serde(default)]
+    pub last_switch: Option<SwitchStatus>,
     /// What happened to the tunnel since it was configured (metrics).
     #[serde(default)]
     pub events: TunnelEvents,
+}
+
+/// A change of the tunnel that carries outbound traffic.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SwitchStatus {
+    /// Seconds since the switch.
+    pub secs_ago: u64,
+    /// When, in seconds since the Unix epoch (filled in by the gateway,
+    /// which knows the wall clock).
+    #[serde(default)]
+    pub at_unix: Option<u64>,
+    /// The tunnel that carried before (none: nothing did).
+    pub from: Option<String>,
+    /// The tunnel that carries since (none: nothing does).
+    pub to: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// A switch as recorded.
+#[derive(Debug, Clone)]
+struct Switch {
+    at: Instant,
+    from: Option<String>,
+    to: Option<String>,
+    reason: String,
 }
 
 /// Counts of a tunnel's IKE events since it was configured (a reload that
@@ -216,6 +277,15 @@ struct Tunnel {
     /// The DH group the peer last agreed to: the next IKE_SA_INIT sends its
     /// KE in that group (saves the INVALID_KE_PAYLOAD round, RFC 7296 1.2).
     learned_group: Option<crate::ike::crypto::DhGroup>,
+    /// Active probing, when configured.
+    prober: Option<Prober>,
+    /// The reason of the last change of the probes' verdict.
+    health_reason: Option<String>,
+    /// Times outbound traffic moved away from this tunnel, and onto it.
+    switches_away: u64,
+    switches_to: u64,
+    /// The last switch it took part in.
+    last_switch: Option<Switch>,
     /// Event counts for the metrics.
     events: TunnelEvents,
 }
@@ -283,6 +353,8 @@ pub struct Tunnels {
     /// IKE_SA_INIT requests dropped because the Diffie-Hellman budget was
     /// spent.
     pub ike_init_over_budget: u64,
+    /// The tunnel that carried outbound traffic at the last look.
+    carrier_name: Option<String>,
 }
 
 fn add(a: &mut ChildCounters, b: &ChildCounters) {
@@ -492,6 +564,55 @@ fn inner_verdict(next_header: u8, inner: &[u8], c: &Child) -> InnerVerdict {
 }
 
 impl Tunnel {
+    /// The prober of a tunnel with these settings, if it probes. An ICMP
+    /// identifier of its own, so that its answers are told apart.
+    fn prober_for(s: &TunnelSettings) -> Option<Prober> {
+        s.probe
+            .clone()
+            .map(|p| Prober::new(p, (OsRng.next_u32() & 0xffff) as u16))
+    }
+
+    fn new(s: TunnelSettings, now: Instant) -> Tunnel {
+        let prober = Tunnel::prober_for(&s);
+        Tunnel {
+            s,
+            ike: None,
+            half_open: Vec::new(),
+            children: Vec::new(),
+            admin_down: false,
+            next_attempt: Some(now),
+            backoff: MIN_BACKOFF,
+            last_error: None,
+            totals: ChildCounters::default(),
+            rekey_requested: false,
+            events: TunnelEvents::default(),
+            childless_since: None,
+            learned_group: None,
+            prober,
+            health_reason: None,
+            switches_away: 0,
+            switches_to: 0,
+            last_switch: None,
+        }
+    }
+
+    /// Whether the probes allow this tunnel to carry (always, without
+    /// probing).
+    fn healthy(&self) -> bool {
+        self.prober.as_ref().is_none_or(Prober::carries)
+    }
+
+    /// Whether it can carry at all: up with a CHILD SA, not taken down.
+    fn can_carry(&self) -> bool {
+        !self.admin_down && self.active_child().is_some()
+    }
+
+    /// The order tunnels are chosen in: healthy first, then by priority,
+    /// then in file order.
+    fn rank(&self, i: usize) -> (bool, u32, usize) {
+        (!self.healthy(), self.s.priority, i)
+    }
+
     fn remote500(&self) -> SocketAddr {
         SocketAddr::new(self.s.remote, natt::IKE_PORT)
     }
@@ -511,6 +632,9 @@ impl Tunnel {
         match &self.ike {
             None => TunnelState::Down,
             Some(ike) => match ike.state() {
+                IkeState::Established if self.active_child().is_some() && !self.healthy() => {
+                    TunnelState::Degraded
+                }
                 IkeState::Established if self.active_child().is_some() => TunnelState::Up,
                 IkeState::Closed => TunnelState::Down,
                 _ => TunnelState::Connecting,
@@ -592,6 +716,66 @@ fn delete_at_once(mut ike: IkeSa, io: &mut impl Io) {
     }
 }
 
+/// Logs the prober's health changes of tunnel `name`; the last one's
+/// reason is kept for status and for the reason of a switch.
+fn note_transitions(name: &str, reason: &mut Option<String>, transitions: Vec<Transition>) {
+    for t in transitions {
+        match t.to {
+            probe::Health::Degraded => {
+                tracing::warn!(tunnel = %name, "tunnel degraded: {}; it carries no outbound traffic while another tunnel can", t.reason)
+            }
+            probe::Health::Recovering => {
+                tracing::info!(tunnel = %name, "tunnel recovering: {}", t.reason)
+            }
+            probe::Health::Healthy => {
+                tracing::info!(tunnel = %name, "tunnel healthy again: {}", t.reason)
+            }
+        }
+        *reason = Some(t.reason);
+    }
+}
+
+/// Why the probes cannot go through CHILD SA `c` (`None`: they can): the
+/// echo request must lie in its selectors (source in ours, destination in
+/// the peer's), and so must the answer, the other way.
+fn probe_outside_selectors(p: &ProbeSettings, c: &Child) -> Option<String> {
+    let (local, remote) = (IpAddr::V4(p.local), IpAddr::V4(p.remote));
+    // ICMP type and code as the selectors' "port" (RFC 7296 3.13.1)
+    let request = Flow {
+        src: local,
+        dst: remote,
+        protocol: 1,
+        ports: Some((0x0800, 0x0800)),
+    };
+    let answer = Flow {
+        src: remote,
+        dst: local,
+        protocol: 1,
+        ports: Some((0, 0)),
+    };
+    if flow_allowed(&request, &c.local_ts, &c.remote_ts)
+        && flow_allowed(&answer, &c.remote_ts, &c.local_ts)
+    {
+        return None;
+    }
+    let list = |ts: &[TrafficSelector]| {
+        ts.iter()
+            .map(|t| match t {
+                TrafficSelector::Ipv4 { start, end, .. } => format!("{start}-{end}"),
+                TrafficSelector::Ipv6 { start, end, .. } => format!("{start}-{end}"),
+                other => format!("{other:?}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Some(format!(
+        "ICMP echo {local} -> {remote} lies outside the CHILD SA's traffic selectors \
+         (local {}, remote {}); AWS negotiates 0.0.0.0/0 on both sides",
+        list(&c.local_ts),
+        list(&c.remote_ts)
+    ))
+}
+
 fn send(io: &mut impl Io, t: &Transmit) {
     let port = if t.local().port() == natt::NATT_PORT {
         UdpPort::NatT
@@ -606,24 +790,7 @@ impl Tunnels {
     /// initiates those that initiate).
     pub fn new(settings: Vec<TunnelSettings>, now: Instant) -> Tunnels {
         Tunnels {
-            tunnels: settings
-                .into_iter()
-                .map(|s| Tunnel {
-                    s,
-                    ike: None,
-                    half_open: Vec::new(),
-                    children: Vec::new(),
-                    admin_down: false,
-                    next_attempt: Some(now),
-                    backoff: MIN_BACKOFF,
-                    last_error: None,
-                    totals: ChildCounters::default(),
-                    rekey_requested: false,
-                    events: TunnelEvents::default(),
-                    childless_since: None,
-                    learned_group: None,
-                })
-                .collect(),
+            tunnels: settings.into_iter().map(|s| Tunnel::new(s, now)).collect(),
             by_spi: HashMap::new(),
             scratch: Vec::with_capacity(2048),
             // Cookies as soon as one half-open SA waits (RFC 7296 2.6).
@@ -636,6 +803,7 @@ impl Tunnels {
             esp_bad_next_header: 0,
             ike_cookies_demanded: 0,
             ike_init_over_budget: 0,
+            carrier_name: None,
         }
     }
 
@@ -706,6 +874,7 @@ impl Tunnels {
             return;
         }
         self.drain(ti, now, io);
+        self.track_carrier(now);
     }
 
     /// A new IKE_SA_INIT request from tunnel `ti`'s peer address, for no SA
@@ -778,8 +947,21 @@ impl Tunnels {
         let c = t.children.iter_mut().find(|c| c.sa.spi_in == spi)?;
         match c.sa.open(packet) {
             Ok((inner, next_header)) => {
-                let ok = match inner_verdict(next_header, &packet[inner.clone()], c) {
-                    InnerVerdict::Pass => true,
+                let verdict = inner_verdict(next_header, &packet[inner.clone()], c);
+                // Authenticated: proof of life for the probes, unless it is
+                // a probe's answer, which the prober consumes.
+                let mut probe_reply = false;
+                if let Some(p) = t.prober.as_mut() {
+                    if verdict == InnerVerdict::Pass && p.is_reply(&packet[inner.clone()]) {
+                        probe_reply = true;
+                        let transitions = p.handle_reply(now, &packet[inner.clone()]);
+                        note_transitions(&t.s.name, &mut t.health_reason, transitions);
+                    } else {
+                        p.handle_passive(now);
+                    }
+                }
+                let ok = match verdict {
+                    InnerVerdict::Pass => !probe_reply,
                     InnerVerdict::Dummy => {
                         self.esp_dummy += 1;
                         false
@@ -823,6 +1005,8 @@ impl Tunnels {
     /// The tunnel that carries `packet` outbound: of the tunnels with an
     /// installed CHILD SA whose selectors cover the packet, the lowest
     /// priority (RFC 4301 5.2: the SPD decides, then our preference).
+    /// Degraded tunnels come last: one carries only when no healthy tunnel
+    /// covers the packet.
     fn carrying(&self, packet: &[u8]) -> Option<usize> {
         let flow = Flow::of(packet)?;
         self.tunnels
@@ -831,8 +1015,20 @@ impl Tunnels {
             .filter(|(_, t)| !t.admin_down)
             .filter_map(|(i, t)| t.active_child().map(|ci| (i, t, &t.children[ci])))
             .filter(|(_, _, c)| flow_allowed(&flow, &c.local_ts, &c.remote_ts))
-            .min_by_key(|(i, t, _)| (t.s.priority, *i))
+            .min_by_key(|(i, t, _)| t.rank(*i))
             .map(|(i, _, _)| i)
+    }
+
+    /// The tunnel that carries outbound traffic in general (as status
+    /// shows it): the first by [`Tunnel::rank`] that can carry, whatever
+    /// the selectors.
+    fn carrier(&self) -> Option<usize> {
+        self.tunnels
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.can_carry())
+            .min_by_key(|(i, t)| t.rank(*i))
+            .map(|(i, _)| i)
     }
 
     /// The largest inner packet the tunnel carrying `packet` seals into an
@@ -868,8 +1064,15 @@ impl Tunnels {
         let Some(ti) = self.carrying(packet) else {
             return SealOutcome::NoTunnel;
         };
+        self.seal_on(ti, packet, io)
+    }
+
+    /// Seals `packet` with tunnel `ti`'s active CHILD SA and sends it.
+    fn seal_on(&mut self, ti: usize, packet: &[u8], io: &mut impl Io) -> SealOutcome {
         let t = &mut self.tunnels[ti];
-        let ci = t.active_child().expect("filtered above");
+        let Some(ci) = t.active_child() else {
+            return SealOutcome::NoTunnel;
+        };
         let next_header = if packet.first().map(|b| b >> 4) == Some(6) {
             crate::wire::esp::NEXT_HEADER_IPV6
         } else {
@@ -921,6 +1124,116 @@ impl Tunnels {
             }
             self.retire_children(ti, now);
             self.drain(ti, now, io);
+            self.run_prober(ti, now, io);
+        }
+        self.track_carrier(now);
+    }
+
+    /// The tunnel's probes: paused without a CHILD SA; lost ones counted;
+    /// the next one sent through the active CHILD SA when due, or skipped
+    /// when its selectors do not cover the inside addresses.
+    fn run_prober(&mut self, ti: usize, now: Instant, io: &mut impl Io) {
+        let t = &mut self.tunnels[ti];
+        let active = t.active_child();
+        let Some(p) = t.prober.as_mut() else { return };
+        let Some(ci) = active else {
+            p.pause();
+            return;
+        };
+        p.resume(now);
+        let transitions = p.handle_timeouts(now);
+        note_transitions(&t.s.name, &mut t.health_reason, transitions);
+        if !p.due(now) {
+            return;
+        }
+        let c = &t.children[ci];
+        if let Some(why) = probe_outside_selectors(p.settings(), c) {
+            if p.status(now).skipped.as_ref() != Some(&why) {
+                tracing::warn!(tunnel = %t.s.name, "tunnel probes not sent: {why}");
+            }
+            p.skip(now, why);
+            return;
+        }
+        if let Some(packet) = p.poll_probe(now) {
+            self.seal_on(ti, &packet, io);
+        }
+    }
+
+    /// Notes a change of the tunnel that carries outbound traffic: both
+    /// tunnels' counters, the reason, a log line.
+    fn track_carrier(&mut self, now: Instant) {
+        let carrier = self.carrier();
+        let to = carrier.map(|i| self.tunnels[i].s.name.clone());
+        if to == self.carrier_name {
+            return;
+        }
+        let from = self.carrier_name.take();
+        let from_ti = from.as_ref().and_then(|n| self.find(n));
+        let reason = match (from_ti, carrier) {
+            (Some(f), _) if !self.tunnels[f].can_carry() || !self.tunnels[f].healthy() => {
+                self.why_not_carrying(f)
+            }
+            (Some(_), Some(c)) => match &self.tunnels[c].health_reason {
+                Some(r) if self.tunnels[c].healthy() => format!("{}: {r}", self.tunnels[c].s.name),
+                _ => format!("{} came up", self.tunnels[c].s.name),
+            },
+            (None, Some(c)) if from.is_some() => {
+                format!("{} removed", from.as_deref().unwrap_or_default())
+                    + &format!("; {} carries", self.tunnels[c].s.name)
+            }
+            (None, Some(c)) => format!("{} came up", self.tunnels[c].s.name),
+            (_, None) => "no tunnel is up".to_string(),
+        };
+        if from.is_some() {
+            tracing::warn!(from = ?from, to = ?to, "outbound traffic switched tunnels: {reason}");
+        } else {
+            tracing::info!(to = ?to, "outbound traffic carried by a tunnel: {reason}");
+        }
+        let record = Switch {
+            at: now,
+            from: from.clone(),
+            to: to.clone(),
+            reason,
+        };
+        if let Some(f) = from_ti {
+            self.tunnels[f].switches_away += 1;
+            self.tunnels[f].last_switch = Some(record.clone());
+        }
+        if let Some(c) = carrier {
+            self.tunnels[c].switches_to += 1;
+            self.tunnels[c].last_switch = Some(record);
+        }
+        self.carrier_name = to;
+    }
+
+    /// Why tunnel `ti` does not carry, in words.
+    fn why_not_carrying(&self, ti: usize) -> String {
+        let t = &self.tunnels[ti];
+        let name = &t.s.name;
+        if t.admin_down {
+            return format!("{name} taken down by the operator");
+        }
+        if t.active_child().is_none() {
+            return match &t.last_error {
+                Some(e) => format!("{name} down ({e})"),
+                None => format!("{name} down"),
+            };
+        }
+        match (&t.prober, &t.health_reason) {
+            (Some(p), Some(r)) if !p.carries() => {
+                let what = serde_json::to_value(p.health())
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                format!("{name} {what}: {r}")
+            }
+            _ => match self.carrier() {
+                Some(c) => format!(
+                    "{} carries: healthy tunnels first, then the lowest priority ({} against {})",
+                    self.tunnels[c].s.name, self.tunnels[c].s.priority, t.s.priority
+                ),
+                None => format!("{name} cannot carry"),
+            },
         }
     }
 
@@ -1253,28 +1566,22 @@ impl Tunnels {
                 .iter()
                 .position(|k| k.as_ref().is_some_and(|t| same(&n, &t.s)))
             {
-                let t = kept[pos].take().expect("checked");
+                let mut t = kept[pos].take().expect("checked");
+                // Probe settings are not part of `source`: new ones start
+                // the probing over, the SAs stay.
+                if t.s.probe != n.probe {
+                    t.prober = Tunnel::prober_for(&n);
+                    t.health_reason = None;
+                }
+                t.s = n;
                 self.tunnels.push(t);
             } else {
                 started.push(n.name.clone());
-                self.tunnels.push(Tunnel {
-                    s: n,
-                    ike: None,
-                    half_open: Vec::new(),
-                    children: Vec::new(),
-                    admin_down: false,
-                    next_attempt: Some(now),
-                    backoff: MIN_BACKOFF,
-                    last_error: None,
-                    totals: ChildCounters::default(),
-                    rekey_requested: false,
-                    events: TunnelEvents::default(),
-                    childless_since: None,
-                    learned_group: None,
-                });
+                self.tunnels.push(Tunnel::new(n, now));
             }
         }
         self.rebuild_spi_index();
+        self.track_carrier(now);
         (started, removed)
     }
 
@@ -1298,7 +1605,7 @@ impl Tunnels {
     }
 
     /// Operator: take a tunnel down (deletes its IKE SA) until `up`.
-    pub fn down(&mut self, name: &str, _now: Instant, io: &mut impl Io) -> Result<(), String> {
+    pub fn down(&mut self, name: &str, now: Instant, io: &mut impl Io) -> Result<(), String> {
         let ti = self
             .find(name)
             .ok_or_else(|| format!("no tunnel named {name:?}"))?;
@@ -1306,6 +1613,9 @@ impl Tunnels {
         t.admin_down = true;
         t.next_attempt = None;
         t.half_open.clear();
+        if let Some(p) = t.prober.as_mut() {
+            p.pause();
+        }
         if let Some(ike) = t.ike.take() {
             delete_at_once(ike, io);
         }
@@ -1315,6 +1625,7 @@ impl Tunnels {
         }
         add(&mut t.totals, &gone);
         self.rebuild_spi_index();
+        self.track_carrier(now);
         Ok(())
     }
 
@@ -1334,13 +1645,7 @@ impl Tunnels {
 
     /// The status of every tunnel.
     pub fn status(&self, now: Instant) -> Vec<TunnelStatus> {
-        let carrying = self
-            .tunnels
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| !t.admin_down && t.active_child().is_some())
-            .min_by_key(|(i, t)| (t.s.priority, *i))
-            .map(|(i, _)| i);
+        let carrying = self.carrier();
         let ago = |at: Option<Instant>| at.map(|a| now.saturating_duration_since(a).as_secs());
         self.tunnels
             .iter()
@@ -1386,6 +1691,25 @@ impl Tunnels {
                         .collect(),
                     totals,
                     inner_mtu: t.inner_mtu(crate::gateway::OUTER_MTU),
+                    probe: t.prober.as_ref().map(|p| p.status(now)),
+                    carrying_reason: if carrying == Some(i) {
+                        match t.healthy() {
+                            true => "the healthy tunnel with the lowest priority".to_string(),
+                            false => "no healthy tunnel: the degraded one with the lowest priority"
+                                .to_string(),
+                        }
+                    } else {
+                        self.why_not_carrying(i)
+                    },
+                    switches_away: t.switches_away,
+                    switches_to: t.switches_to,
+                    last_switch: t.last_switch.as_ref().map(|w| SwitchStatus {
+                        secs_ago: now.saturating_duration_since(w.at).as_secs(),
+                        at_unix: None,
+                        from: w.from.clone(),
+                        to: w.to.clone(),
+                        reason: w.reason.clone(),
+                    }),
                     events: t.events,
                 }
             })
@@ -1446,6 +1770,7 @@ mod tests {
             local: Some(IpAddr::V4(me)),
             priority: prio,
             initiate,
+            probe: None,
         }
     }
 
@@ -1461,6 +1786,11 @@ mod tests {
         a_sent: Vec<(Instant, UdpPort, SocketAddr, Vec<u8>)>,
         /// A's datagrams still on their way when `run` returned.
         in_flight: Vec<(UdpPort, SocketAddr, Vec<u8>)>,
+        /// The B (by address) whose datagrams, both ways, are dropped.
+        black_hole: Option<Ipv4Addr>,
+        /// The Bs that answer echo requests to their inside address
+        /// (x.x.x.1 of 169.254.x.0/30), as the VGW's kernel does.
+        answering: Vec<Ipv4Addr>,
     }
 
     impl Net {
@@ -1488,7 +1818,54 @@ mod tests {
                 opened: Vec::new(),
                 a_sent: Vec::new(),
                 in_flight: Vec::new(),
+                black_hole: None,
+                answering: vec![B1, B2],
             }
+        }
+
+        /// A whose tunnels probe the Bs' inside addresses: t1
+        /// 169.254.10.2 -> .1, t2 169.254.11.2 -> .1; 1 s, 3 lost, 5
+        /// answered, 10 s hold-down.
+        fn probing() -> Net {
+            let mut n = Net::new();
+            let probe = |third: u8| ProbeSettings {
+                interval: Duration::from_secs(1),
+                loss: 3,
+                recover: 5,
+                hold_down: Duration::from_secs(10),
+                local: Ipv4Addr::new(169, 254, third, 2),
+                remote: Ipv4Addr::new(169, 254, third, 1),
+            };
+            let mut t1 = settings("t1", A, B1, 100, true);
+            t1.probe = Some(probe(10));
+            let mut t2 = settings("t2", A, B2, 200, true);
+            t2.probe = Some(probe(11));
+            n.a = Tunnels::new(vec![t1, t2], n.now);
+            n
+        }
+
+        /// The answer of B at `bip` to an echo request to its inside
+        /// address, if `inner` is one and B answers.
+        fn echo_answer(&self, bip: Ipv4Addr, inner: &[u8]) -> Option<Vec<u8>> {
+            if !self.answering.contains(&bip) || inner.len() < 28 || inner[9] != 1 || inner[20] != 8
+            {
+                return None;
+            }
+            let d = &inner[16..20];
+            if d[0] != 169 || d[1] != 254 || d[3] != 1 {
+                return None;
+            }
+            let mut r = inner.to_vec();
+            r[12..16].copy_from_slice(&inner[16..20]);
+            r[16..20].copy_from_slice(&inner[12..16]);
+            r[10..12].fill(0);
+            let c = probe::checksum(&r[..20]);
+            r[10..12].copy_from_slice(&c.to_be_bytes());
+            r[20] = 0;
+            r[22..24].fill(0);
+            let c = probe::checksum(&r[20..]);
+            r[22..24].copy_from_slice(&c.to_be_bytes());
+            Some(r)
         }
 
         /// A with tunnel t1 to B1 only.
@@ -1603,6 +1980,10 @@ mod tests {
                     b.tick(self.now, &mut wb);
                     to_a.extend(wb.out.into_iter().map(|x| (*bip, x)));
                 }
+                let hole = self.black_hole.map(IpAddr::V4);
+                to_b.retain(|(_, dst, _)| Some(dst.ip()) != hole);
+                to_a.retain(|(bip, _)| Some(IpAddr::V4(*bip)) != hole);
+                let mut answers = Vec::new();
                 for (port, dst, mut d) in to_b.drain(..) {
                     let Some((bip, b)) = self
                         .b
@@ -1616,9 +1997,18 @@ mod tests {
                     if let Some(inner) =
                         Self::deliver(b, self.now, from, dst, port, &mut d, &mut wb)
                     {
+                        answers.push((*bip, inner.clone()));
                         self.opened.push((*bip, inner));
                     }
                     to_a.extend(wb.out.into_iter().map(|x| (*bip, x)));
+                }
+                for (bip, inner) in answers {
+                    if let Some(r) = self.echo_answer(bip, &inner) {
+                        let b = &mut self.b.iter_mut().find(|(ip, _)| *ip == bip).unwrap().1;
+                        let mut wb = Wire::default();
+                        b.seal(&r, &mut wb);
+                        to_a.extend(wb.out.into_iter().map(|x| (bip, x)));
+                    }
                 }
                 for (bip, (port, dst, mut d)) in to_a {
                     assert_eq!(dst.ip(), IpAddr::V4(A));
@@ -1721,6 +2111,196 @@ mod tests {
             vec![Some(1422), Some(1422)],
             "every tunnel with a CHILD SA, carrying or not"
         );
+    }
+
+    /// The status of A's tunnel `name`.
+    fn tstatus(n: &Net, name: &str) -> TunnelStatus {
+        n.a.status(n.now)
+            .into_iter()
+            .find(|t| t.name == name)
+            .expect("tunnel")
+    }
+
+    /// Runs in 100 ms rounds until `cond` holds, at most `limit`; returns
+    /// the time it took.
+    fn run_until(
+        n: &mut Net,
+        limit: Duration,
+        mut cond: impl FnMut(&Net) -> bool,
+    ) -> Option<Duration> {
+        let start = n.now;
+        while n.now.duration_since(start) < limit {
+            if cond(n) {
+                return Some(n.now.duration_since(start));
+            }
+            n.run(1, Duration::from_millis(100), Wire::default());
+        }
+        None
+    }
+
+    #[test]
+    fn a_black_holed_tunnel_is_degraded_and_traffic_moves_at_once() {
+        let mut n = Net::probing();
+        n.run(30, Duration::from_millis(100), Wire::default());
+        assert_eq!(n.carrying().as_deref(), Some("t1"));
+        let st = tstatus(&n, "t1");
+        let p = st.probe.as_ref().expect("probing");
+        assert_eq!(p.health, probe::Health::Healthy);
+        assert!(p.answered >= 1, "{p:?}");
+        assert!(p.rtt_last_ms.is_some());
+        assert_eq!(st.switches_to, 1, "the first carrier counts");
+
+        n.black_hole = Some(B1);
+        let took = run_until(&mut n, Duration::from_secs(10), |n| {
+            n.carrying().as_deref() == Some("t2")
+        })
+        .expect("t2 carries");
+        // 3 probes waited for 1 s each, the first maybe just sent
+        assert!(took <= Duration::from_millis(4200), "{took:?}");
+        let st = tstatus(&n, "t1");
+        assert_eq!(st.state, TunnelState::Degraded, "IKE SA kept: {st:?}");
+        assert!(!st.carrying);
+        assert_eq!(st.switches_away, 1);
+        let sw = st.last_switch.expect("switch recorded");
+        assert_eq!(
+            (sw.from.as_deref(), sw.to.as_deref()),
+            (Some("t1"), Some("t2"))
+        );
+        assert!(sw.reason.contains("t1 degraded"), "{}", sw.reason);
+        assert!(sw.reason.contains("unanswered"), "{}", sw.reason);
+        // outbound goes to B2 now; inbound ESP on t1 would still be accepted
+        let mut w = Wire::default();
+        assert_eq!(
+            n.a.seal(&ping([172, 16, 4, 10], [10, 0, 1, 10]), &mut w),
+            SealOutcome::Sent
+        );
+        assert_eq!(w.out[0].1.ip(), IpAddr::V4(B2));
+
+        // The path comes back: t1 carries again only after 5 answers and
+        // the 10 s hold-down, and no earlier.
+        n.black_hole = None;
+        let back = run_until(&mut n, Duration::from_secs(30), |n| {
+            n.carrying().as_deref() == Some("t1")
+        })
+        .expect("t1 carries again");
+        assert!(
+            back >= Duration::from_secs(14) && back <= Duration::from_secs(17),
+            "{back:?}"
+        );
+        let st = tstatus(&n, "t1");
+        assert_eq!(st.state, TunnelState::Up);
+        assert_eq!((st.switches_away, st.switches_to), (1, 2));
+        let sw = st.last_switch.expect("switch back");
+        assert!(sw.reason.contains("hold-down"), "{}", sw.reason);
+        assert_eq!(tstatus(&n, "t2").switches_away, 1);
+    }
+
+    #[test]
+    fn probe_replies_are_consumed_by_the_core() {
+        let mut n = Net::probing();
+        n.run(60, Duration::from_millis(100), Wire::default());
+        let p = tstatus(&n, "t1").probe.expect("probing");
+        assert!(p.answered >= 4, "{p:?}");
+        let replies_forwarded = n
+            .opened
+            .iter()
+            .filter(|(at, inner)| *at == A && inner[12..14] == [169, 254])
+            .count();
+        assert_eq!(replies_forwarded, 0, "echo replies never leave the core");
+        let requests_seen = n
+            .opened
+            .iter()
+            .filter(|(at, inner)| *at == B1 && inner[16..20] == [169, 254, 10, 1])
+            .count();
+        assert!(requests_seen >= 4, "the probes go through t1's CHILD SA");
+    }
+
+    #[test]
+    fn a_peer_that_never_answers_stays_healthy_while_its_esp_arrives() {
+        let mut n = Net::probing();
+        n.answering = vec![B2];
+        n.run(20, Duration::from_millis(100), Wire::default());
+        // B1 sends VPC -> LAN traffic every 300 ms for 20 s
+        for _ in 0..66 {
+            let mut w = Wire::default();
+            n.b[0]
+                .1
+                .seal(&ping([10, 0, 1, 10], [172, 16, 4, 10]), &mut w);
+            for (_, dst, mut d) in w.out {
+                let from = SocketAddr::new(IpAddr::V4(B1), natt::NATT_PORT);
+                n.a.handle_esp(n.now, from, &mut d);
+                assert_eq!(dst.ip(), IpAddr::V4(A));
+            }
+            n.run(3, Duration::from_millis(100), Wire::default());
+        }
+        let st = tstatus(&n, "t1");
+        let p = st.probe.expect("probing");
+        assert_eq!(st.state, TunnelState::Up, "{p:?}");
+        assert!(p.unanswered, "status says probing is unanswered");
+        assert_eq!(p.answered, 0);
+        assert!(st.carrying);
+        // the ESP stops: degraded after 3 lost probes
+        let took = run_until(&mut n, Duration::from_secs(10), |n| {
+            n.carrying().as_deref() == Some("t2")
+        });
+        assert!(took.is_some(), "{:?}", tstatus(&n, "t1"));
+    }
+
+    #[test]
+    fn new_probe_settings_keep_the_sas() {
+        let mut n = Net::probing();
+        n.run(30, Duration::from_millis(100), Wire::default());
+        let before = tstatus(&n, "t1");
+        let mut new: Vec<TunnelSettings> = n.a.tunnels.iter().map(|t| t.s.clone()).collect();
+        new[0].probe.as_mut().unwrap().loss = 4;
+        let mut w = Wire::default();
+        let (started, removed) = n.a.apply(new.clone(), n.now, &mut w);
+        assert!(
+            started.is_empty() && removed.is_empty(),
+            "{started:?} {removed:?}"
+        );
+        assert!(w.out.is_empty(), "no Delete sent");
+        n.run(30, Duration::from_millis(100), Wire::default());
+        let after = tstatus(&n, "t1");
+        assert_eq!(before.ike_spis, after.ike_spis);
+        assert_eq!(before.children[0].spi_in, after.children[0].spi_in);
+        assert_eq!(n.a.tunnels[0].s.probe.as_ref().unwrap().loss, 4);
+        let p = after.probe.expect("probing");
+        assert!(p.sent >= 2 && p.answered >= 2, "probing starts over: {p:?}");
+        // probing off: no prober, the SAs still kept
+        new[0].probe = None;
+        n.a.apply(new, n.now, &mut w);
+        let off = tstatus(&n, "t1");
+        assert!(off.probe.is_none());
+        assert_eq!(off.ike_spis, before.ike_spis);
+    }
+
+    #[test]
+    fn probes_outside_the_selectors_are_skipped_and_say_why() {
+        let mut n = Net::probing();
+        let narrow = |s: &mut TunnelSettings, local: &str, remote: &str| {
+            let ike = Arc::make_mut(&mut s.ike);
+            ike.local_ts = vec![local.parse().unwrap()];
+            ike.remote_ts = vec![remote.parse().unwrap()];
+        };
+        let mut t1 = n.a.tunnels[0].s.clone();
+        narrow(&mut t1, "172.16.0.0/16", "10.0.0.0/16");
+        n.a = Tunnels::new(vec![t1], n.now);
+        let mut b1 = settings("cgw", B1, A, 100, false);
+        narrow(&mut b1, "10.0.0.0/16", "172.16.0.0/16");
+        n.b = vec![(B1, Tunnels::new(vec![b1], n.now))];
+        n.run(60, Duration::from_millis(100), Wire::default());
+        let st = tstatus(&n, "t1");
+        let p = st.probe.expect("probing configured");
+        assert_eq!(
+            st.state,
+            TunnelState::Up,
+            "never degraded by probes it cannot send"
+        );
+        assert_eq!(p.sent, 0);
+        let why = p.skipped.expect("the reason");
+        assert!(why.contains("169.254.10.2 -> 169.254.10.1"), "{why}");
+        assert!(why.contains("172.16.0.0-172.16.255.255"), "{why}");
     }
 
     #[test]

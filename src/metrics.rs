@@ -27,6 +27,7 @@ use std::sync::atomic::AtomicU64;
 use strum::IntoEnumIterator;
 
 use crate::gateway::GatewayStatus;
+use crate::ipsec::probe::Health;
 use crate::ipsec::TunnelState;
 use crate::wg::PeerStatus;
 
@@ -115,6 +116,16 @@ struct Families {
     tunnel_rekeys: Counters,
     tunnel_dpd_answers: Counters,
     tunnel_peer_unresponsive: Counters,
+    // per tunnel: the health probes
+    tunnel_probe_rtt: FloatGauges,
+    tunnel_probe_rtt_avg: FloatGauges,
+    tunnel_probe_loss: FloatGauges,
+    tunnel_probe_health: Gauges,
+    tunnel_probe_unanswered: Gauges,
+    tunnel_probes: Counters,
+    tunnel_degradations: Counters,
+    tunnel_switches: Counters,
+    tunnel_last_switch: FloatGauges,
     // AWS sync and telemetry
     aws_sync_info: Gauges,
     aws_sync_last_result: Gauges,
@@ -141,6 +152,10 @@ struct Families {
     wg_dropped: Counters,
     wg_cookies: Counters,
     wg_handshakes_processed: Counters,
+    // LAN services (dnsmasq)
+    lan_dnsmasq_up: Gauges,
+    lan_dnsmasq_restarts: Counters,
+    lan_dhcp_leases: Gauges,
 }
 
 /// The one-hot values of the AWS sync's last result.
@@ -197,6 +212,15 @@ impl Families {
             tunnel_rekeys: reg(r, "ipiece_tunnel_rekeys", "Rekeys of the tunnel's SAs, by SA (ike, child)", Counters::default()),
             tunnel_dpd_answers: reg(r, "ipiece_tunnel_dpd_answers", "Liveness checks (DPD) the tunnel's peer answered", Counters::default()),
             tunnel_peer_unresponsive: reg(r, "ipiece_tunnel_peer_unresponsive", "IKE SAs of the tunnel closed because the peer stopped answering (DPD timeout)", Counters::default()),
+            tunnel_probe_rtt: reg(r, "ipiece_tunnel_probe_rtt_seconds", "Round-trip time of the tunnel's last answered probe (ICMP echo to the peer's inside address through the tunnel); absent before the first answer", FloatGauges::default()),
+            tunnel_probe_rtt_avg: reg(r, "ipiece_tunnel_probe_rtt_average_seconds", "Average round-trip time of the answered probes among the tunnel's last 60", FloatGauges::default()),
+            tunnel_probe_loss: reg(r, "ipiece_tunnel_probe_loss_ratio", "Share of the tunnel's last 60 probes that went unanswered (0 to 1)", FloatGauges::default()),
+            tunnel_probe_health: reg(r, "ipiece_tunnel_probe_health", "1 for the probes' current verdict (healthy; degraded: lost probes in a row; recovering: answered again, in its hold-down), 0 for the others", Gauges::default()),
+            tunnel_probe_unanswered: reg(r, "ipiece_tunnel_probe_unanswered", "1 when the tunnel's peer answers none of its probes (not AWS, or ICMP dropped): the tunnel is judged by the ESP it receives", Gauges::default()),
+            tunnel_probes: reg(r, "ipiece_tunnel_probes", "The tunnel's probes, by result (sent; answered; lost; excused: lost while the peer's ESP proved it alive)", Counters::default()),
+            tunnel_degradations: reg(r, "ipiece_tunnel_degradations", "Times the tunnel was declared degraded by its probes", Counters::default()),
+            tunnel_switches: reg(r, "ipiece_tunnel_switches", "Changes of the tunnel that carries outbound traffic, by direction (away: this tunnel stopped carrying; to: it started)", Counters::default()),
+            tunnel_last_switch: reg(r, "ipiece_tunnel_last_switch_timestamp_seconds", "Unix time of the last change of the carrying tunnel this tunnel took part in", FloatGauges::default()),
 
             aws_sync_info: reg(r, "ipiece_aws_sync_info", "The VPN connection the daemon syncs, its region and interval; always 1", Gauges::default()),
             aws_sync_last_result: reg(r, "ipiece_aws_sync_last_result", "1 for the result of the last sync round (in_step, applied, failed), 0 for the others", Gauges::default()),
@@ -223,6 +247,10 @@ impl Families {
             wg_dropped: reg(r, "ipiece_wireguard_dropped_datagrams", "WireGuard datagrams refused, by reason (malformed, unknown_peer, handshake_refused, handshake_limited)", Counters::default()),
             wg_cookies: reg(r, "ipiece_wireguard_cookies_sent", "Cookie replies sent under load", Counters::default()),
             wg_handshakes_processed: reg(r, "ipiece_wireguard_handshakes_processed", "Handshake messages that passed the MAC, load and per-source checks (each costs X25519 work)", Counters::default()),
+
+            lan_dnsmasq_up: reg(r, "ipiece_lan_dnsmasq_up", "1 while dnsmasq (DHCP and DNS for [lan] and [dns]) runs; absent when neither is configured", Gauges::default()),
+            lan_dnsmasq_restarts: reg(r, "ipiece_lan_dnsmasq_restarts", "Times dnsmasq was started again after it exited or failed to start", Counters::default()),
+            lan_dhcp_leases: reg(r, "ipiece_lan_dhcp_leases", "DHCP leases in dnsmasq's lease file", Gauges::default()),
         };
         (f.registry, f.names) = (registered.registry, registered.names);
         f
@@ -243,9 +271,31 @@ impl Families {
             self.fill_peer(&st.tun_name, p);
         }
         self.fill_tunnels(st);
+        for t in &st.tunnels {
+            self.fill_probe(t, s.now_unix);
+        }
         self.fill_aws(s);
         self.fill_firewall(st);
         self.fill_gateway(s);
+        self.fill_lan(st);
+    }
+
+    fn fill_lan(&self, st: &GatewayStatus) {
+        let Some(lan) = &st.lan else {
+            return;
+        };
+        let none = Vec::new();
+        self.lan_dnsmasq_up
+            .get_or_create(&none)
+            .set(i64::from(lan.state == "running"));
+        self.lan_dnsmasq_restarts
+            .get_or_create(&none)
+            .inc_by(u64::from(lan.restarts));
+        if lan.dhcp {
+            self.lan_dhcp_leases
+                .get_or_create(&none)
+                .set(clamp(lan.leases.len() as u64));
+        }
     }
 
     fn fill_peer(&self, interface: &str, p: &PeerStatus) {
@@ -289,10 +339,8 @@ impl Families {
         }
     }
 
-    /// Per tunnel, label `tunnel`. Probe results (RTT, loss, switches)
-    /// belong here as `ipiece_tunnel_probe_rtt_seconds`,
-    /// `ipiece_tunnel_probe_loss_ratio` and `ipiece_tunnel_switches_total`
-    /// with the same label; a new [`TunnelState`] variant needs nothing.
+    /// Per tunnel, label `tunnel` (the probes: [`Families::fill_probe`]); a
+    /// new [`TunnelState`] variant needs nothing.
     fn fill_tunnels(&self, st: &GatewayStatus) {
         for t in &st.tunnels {
             let l: Labels = vec![("tunnel", t.name.clone())];
@@ -356,6 +404,58 @@ impl Families {
                 .get_or_create(&l)
                 .inc_by(e.peer_unresponsive);
         }
+    }
+
+    /// A tunnel's probes and the switches it took part in (label `tunnel`);
+    /// the probe families only for a probed tunnel, the RTT only once a
+    /// probe was answered.
+    fn fill_probe(&self, t: &crate::ipsec::TunnelStatus, now_unix: f64) {
+        let l: Labels = vec![("tunnel", t.name.clone())];
+        for (direction, v) in [("away", t.switches_away), ("to", t.switches_to)] {
+            self.tunnel_switches
+                .get_or_create(&with(&l, "direction", direction))
+                .inc_by(v);
+        }
+        if let Some(s) = &t.last_switch {
+            let at = s
+                .at_unix
+                .map_or(now_unix - s.secs_ago as f64, |at| at as f64);
+            self.tunnel_last_switch.get_or_create(&l).set(at.floor());
+        }
+        let Some(p) = &t.probe else {
+            return;
+        };
+        if let Some(ms) = p.rtt_last_ms {
+            self.tunnel_probe_rtt.get_or_create(&l).set(ms / 1e3);
+        }
+        if let Some(ms) = p.rtt_avg_ms {
+            self.tunnel_probe_rtt_avg.get_or_create(&l).set(ms / 1e3);
+        }
+        self.tunnel_probe_loss
+            .get_or_create(&l)
+            .set(p.loss_percent / 100.0);
+        for health in Health::iter() {
+            let name: &'static str = health.into();
+            self.tunnel_probe_health
+                .get_or_create(&with(&l, "health", name))
+                .set(i64::from(health == p.health));
+        }
+        self.tunnel_probe_unanswered
+            .get_or_create(&l)
+            .set(i64::from(p.unanswered));
+        for (result, v) in [
+            ("sent", p.sent),
+            ("answered", p.answered),
+            ("lost", p.lost),
+            ("excused", p.excused),
+        ] {
+            self.tunnel_probes
+                .get_or_create(&with(&l, "result", result))
+                .inc_by(v);
+        }
+        self.tunnel_degradations
+            .get_or_create(&l)
+            .inc_by(p.degraded_count);
     }
 
     fn fill_aws(&self, s: &Snapshot<'_>) {

@@ -261,7 +261,7 @@ fn shipped_alert_rules_pass_promtool() {
         Duration::from_secs(30),
     );
     assert!(check.ok(), "promtool check rules: {check}");
-    assert!(check.stdout.contains("SUCCESS: 8 rules found"), "{check}");
+    assert!(check.stdout.contains("SUCCESS: 9 rules found"), "{check}");
     let unit = run_cmd(
         Command::new("promtool")
             .args(["test", "rules", "ipiece-alerts.test.yml"])
@@ -289,7 +289,13 @@ fn prometheus_scrapes_a_laptops_bytes_and_the_tunnel_state() {
     vgw.load(&SwanctlConf::one(ConnConf::aws_vgw(
         VGW_CONN, VGW_WAN, NAT_WAN, PSK,
     )));
-    write_tunnels(&cfg, &[TunnelSpec::new(TUN, VGW_WAN, PSK)]);
+    // Probed: the VGW answers on its inside address through the tunnel.
+    t.vgw()
+        .ip(&format!("addr add 169.254.10.1/30 dev {IPSEC_TUN}"));
+    write_tunnels(
+        &cfg,
+        &[TunnelSpec::new(TUN, VGW_WAN, PSK).str("inside_cidr", "169.254.10.0/30")],
+    );
     // Every address of the gateway: the LAN's Prometheus scrapes it, the
     // WAN must not reach it. `wgctl check` says so, located.
     set_metrics_listen(&cfg, Some(&format!("0.0.0.0:{METRICS_PORT}")));
@@ -325,6 +331,17 @@ fn prometheus_scrapes_a_laptops_bytes_and_the_tunnel_state() {
     let local = format!("127.0.0.1:{METRICS_PORT}");
     let text = scrape(&t.gw, &local, None);
     promtool_check_metrics(&text, "the Prometheus text scrape");
+    for family in [
+        // (the RTT only once a probe was answered: below, in Prometheus)
+        "ipiece_tunnel_probe_health",
+        "ipiece_tunnel_probe_loss_ratio",
+        "ipiece_tunnel_switches_total",
+    ] {
+        assert!(
+            text.contains(&format!("{family}{{tunnel=\"{TUN}\"")),
+            "no {family} for the probed tunnel: {text}"
+        );
+    }
     assert!(
         text.contains(&format!(
             "peer=\"alice\",friendly_name=\"alice\",public_key=\"{}\"",
@@ -388,6 +405,26 @@ fn prometheus_scrapes_a_laptops_bytes_and_the_tunnel_state() {
         &format!("ipiece_tunnel_carrying{{tunnel=\"{TUN}\"}}"),
         Duration::from_secs(10),
         |v| v == 1.0,
+    );
+    // The tunnel's probes: answered, an RTT in seconds, healthy.
+    let rtt = wait_promql(
+        &t.lan,
+        &format!("ipiece_tunnel_probe_rtt_seconds{{tunnel=\"{TUN}\"}}"),
+        Duration::from_secs(10),
+        |v| v > 0.0,
+    );
+    assert!(rtt < 1.0, "probe RTT {rtt} s");
+    wait_promql(
+        &t.lan,
+        &format!("ipiece_tunnel_probe_health{{tunnel=\"{TUN}\",health=\"healthy\"}}"),
+        Duration::from_secs(10),
+        |v| v == 1.0,
+    );
+    wait_promql(
+        &t.lan,
+        &format!("ipiece_tunnel_probes_total{{tunnel=\"{TUN}\",result=\"answered\"}}"),
+        Duration::from_secs(10),
+        |v| v >= 1.0,
     );
     wait_promql(
         &t.lan,

@@ -179,6 +179,7 @@ fn state_name(s: TunnelState) -> &'static str {
         TunnelState::Down => "down",
         TunnelState::Connecting => "connecting",
         TunnelState::Up => "up",
+        TunnelState::Degraded => "degraded",
         TunnelState::AdminDown => "admin_down",
     }
 }
@@ -244,7 +245,9 @@ impl Monitor {
         for t in telemetry {
             seen.push(t.outside_ip);
             let ours = tunnels.iter().find(|x| x.remote.ip() == t.outside_ip);
-            let ipiece_up = ours.is_some_and(|x| x.state == TunnelState::Up);
+            // degraded: the IKE SA is up, only our probes go unanswered
+            let ipiece_up =
+                ours.is_some_and(|x| matches!(x.state, TunnelState::Up | TunnelState::Degraded));
             if ipiece_up == t.up {
                 self.disagree_since.remove(&t.outside_ip);
                 self.warned.remove(&t.outside_ip);
@@ -334,7 +337,7 @@ fn disagreement(t: &TunnelTelemetry, ours: Option<&TunnelStatus>, age: Duration)
         format!("tunnel {}", x.name)
     });
     let ipiece = ours.map_or("has no such tunnel", |x| match x.state {
-        TunnelState::Up => "has it up",
+        TunnelState::Up | TunnelState::Degraded => "has it up",
         _ => "has it down",
     });
     let message = if t.message.is_empty() {
@@ -405,6 +408,11 @@ mod tests {
             children: Vec::new(),
             totals: ChildCounters::default(),
             inner_mtu: None,
+            probe: None,
+            carrying_reason: String::new(),
+            switches_away: 0,
+            switches_to: 0,
+            last_switch: None,
             events: Default::default(),
         }
     }

@@ -1440,7 +1440,107 @@ fn print_tunnel(t: &ipiece::ipsec::TunnelStatus) {
             c.counters.integrity_failed
         );
     }
+    print_probe(t);
     if let Some(e) = &t.last_error {
         println!("    last error: {e}");
+    }
+}
+
+/// `2026-12-05T06:05:50Z` for seconds since the Unix epoch (Howard
+/// Hinnant's civil_from_days).
+fn utc_time(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The probe line of a tunnel, why it carries or not, and its last switch.
+fn print_probe(t: &ipiece::ipsec::TunnelStatus) {
+    if let Some(p) = &t.probe {
+        let health = serde_json::to_value(p.health)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let ms = |v: Option<f64>| v.map_or("-".to_string(), |m| format!("{m:.1} ms"));
+        let mut line = format!(
+            "    probe {} -> {} every {} ms: {health}, RTT last {} avg {}, loss {:.1}% of {}",
+            p.local,
+            p.remote,
+            p.interval_ms,
+            ms(p.rtt_last_ms),
+            ms(p.rtt_avg_ms),
+            p.loss_percent,
+            p.window
+        );
+        if p.lost_in_a_row > 0 {
+            line.push_str(&format!(", {} lost in a row", p.lost_in_a_row));
+        }
+        if let Some(left) = p.hold_down_left_secs {
+            line.push_str(&format!(", hold-down {left}s left"));
+        }
+        println!("{line}");
+        if p.unanswered {
+            println!(
+                "    probing unanswered: the peer answers no probe; judged by the ESP it sends \
+                 (last {})",
+                p.last_esp_in_secs
+                    .map_or("never".to_string(), |s| format!("{s}s ago"))
+            );
+        }
+        if let Some(why) = &p.skipped {
+            println!("    probes not sent: {why}");
+        }
+    }
+    if !t.carrying_reason.is_empty() && (t.carrying || t.probe.is_some() || t.switches_away > 0) {
+        println!(
+            "    {}: {}",
+            if t.carrying {
+                "carrying"
+            } else {
+                "not carrying"
+            },
+            t.carrying_reason
+        );
+    }
+    if let Some(s) = &t.last_switch {
+        println!(
+            "    switches: {} away, {} to; last {}s ago{}, {} -> {}: {}",
+            t.switches_away,
+            t.switches_to,
+            s.secs_ago,
+            s.at_unix
+                .map(|at| format!(" ({})", utc_time(at)))
+                .unwrap_or_default(),
+            s.from.as_deref().unwrap_or("(none)"),
+            s.to.as_deref().unwrap_or("(none)"),
+            s.reason
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_time;
+
+    #[test]
+    fn utc_time_formats_rfc3339() {
+        assert_eq!(utc_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_time(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_time(1_796_451_481), "2026-12-05T06:18:01Z");
+        assert_eq!(utc_time(4_107_542_399), "2100-02-28T23:59:59Z");
     }
 }

@@ -93,6 +93,23 @@ pub const MAX_DPD_INTERVAL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_DPD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest accepted `dpd_timeout`.
 pub const MAX_DPD_TIMEOUT: Duration = Duration::from_secs(86_400);
+/// Default `ipsec.tunnels[].probe_interval` (a probe a second, as AWS
+/// and Netgate suggest for the inside addresses).
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// Largest accepted `probe_interval`.
+pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(60);
+/// Default `ipsec.tunnels[].probe_loss`: lost probes in a row that make a
+/// tunnel degraded.
+pub const DEFAULT_PROBE_LOSS: u32 = 3;
+/// Default `ipsec.tunnels[].probe_recover`: answers in a row before the
+/// hold-down of a degraded tunnel starts.
+pub const DEFAULT_PROBE_RECOVER: u32 = 5;
+/// Largest accepted `probe_loss` and `probe_recover`.
+pub const MAX_PROBE_COUNT: u32 = 100;
+/// Default `ipsec.tunnels[].probe_hold_down`.
+pub const DEFAULT_PROBE_HOLD_DOWN: Duration = Duration::from_secs(10);
+/// Largest accepted `probe_hold_down`.
+pub const MAX_PROBE_HOLD_DOWN: Duration = Duration::from_secs(3600);
 /// Default `ipsec.tunnels[].priority` (lower is preferred).
 pub const DEFAULT_TUNNEL_PRIORITY: u32 = 100;
 /// Default `local_ts` and `remote_ts`: everything (route-based, as AWS).
@@ -350,6 +367,16 @@ pub struct TunnelConfig {
     pub child_lifetime_bytes: Option<u64>,
     /// UDP-encapsulate ESP even without a NAT.
     pub force_encap: bool,
+    /// Time between probes of the peer's inside address; zero = off (and
+    /// off without `inside_cidr`).
+    pub probe_interval: Duration,
+    /// Lost probes in a row that make the tunnel degraded.
+    pub probe_loss: u32,
+    /// Answers in a row that start a degraded tunnel's recovery.
+    pub probe_recover: u32,
+    /// How long a recovering tunnel must answer every probe before it
+    /// carries again.
+    pub probe_hold_down: Duration,
     /// Whether the tunnel is brought up.
     pub enabled: bool,
 }
@@ -614,6 +641,10 @@ mod tests {
             replay_window: DEFAULT_REPLAY_WINDOW,
             child_lifetime_bytes: None,
             force_encap: true,
+            probe_interval: DEFAULT_PROBE_INTERVAL,
+            probe_loss: DEFAULT_PROBE_LOSS,
+            probe_recover: DEFAULT_PROBE_RECOVER,
+            probe_hold_down: DEFAULT_PROBE_HOLD_DOWN,
             enabled: true,
         });
         let t = c.tunnel("aws-1").unwrap();

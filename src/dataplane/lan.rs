@@ -94,6 +94,25 @@ fn signal(pid: u32, sig: libc::c_int) {
     }
 }
 
+/// The first directory on the way to `dir` (itself included) that the
+/// account `uid`/`gid` may not search, by the mode bits that apply to it
+/// (owner, group, then others; supplementary groups are not looked at).
+fn blocked_ancestor(dir: &Path, uid: u32, gid: u32) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::fs::canonicalize(dir).ok()?;
+    dir.ancestors().find_map(|a| {
+        let m = std::fs::metadata(a).ok()?;
+        let bit = if m.uid() == uid {
+            0o100
+        } else if m.gid() == gid {
+            0o010
+        } else {
+            0o001
+        };
+        (m.mode() & bit == 0).then(|| a.to_path_buf())
+    })
+}
+
 /// Writes `text` to `path` through a temporary file and a rename, mode 0644
 /// (dnsmasq re-reads the hosts file after dropping root).
 fn write_file(path: &Path, text: &str) -> Result<(), LanError> {
@@ -229,9 +248,37 @@ impl LanShell {
         std::fs::create_dir_all(&self.state_dir).map_err(dir_err)?;
         std::fs::set_permissions(&self.state_dir, std::fs::Permissions::from_mode(0o755))
             .map_err(dir_err)?;
+        self.check_reachable()?;
         write_file(&self.conf_path(), &r.conf)?;
         write_file(&self.paths().hosts_file, &r.hosts)?;
         self.own_lease_file()
+    }
+
+    /// Fails when dnsmasq, once it has dropped to its own account, could
+    /// not pass through a directory on the way to the state directory: it
+    /// would start (as root), then fail to reread its hosts file on every
+    /// peer change, and the laptops' names would never resolve.
+    fn check_reachable(&self) -> Result<(), LanError> {
+        if self.user == "root" {
+            return Ok(());
+        }
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let Some((uid, gid)) = passwd_uid_gid(&passwd, &self.user) else {
+            return Ok(());
+        };
+        match blocked_ancestor(&self.state_dir, uid, gid) {
+            None => Ok(()),
+            Some(dir) => Err(LanError::Files {
+                path: self.state_dir.clone(),
+                message: format!(
+                    "dnsmasq runs as user {} and cannot pass through {} (no search \
+                     permission): make it traversable (chmod o+x) or choose another \
+                     --state-dir",
+                    self.user,
+                    dir.display()
+                ),
+            }),
+        }
     }
 
     /// dnsmasq rewrites its lease file after dropping root: create it
@@ -504,6 +551,32 @@ mod tests {
         assert_eq!(passwd_uid_gid(passwd, "root"), Some((0, 0)));
         assert_eq!(passwd_uid_gid(passwd, "broken"), None);
         assert_eq!(passwd_uid_gid(passwd, "nobody"), None);
+    }
+
+    #[test]
+    fn a_directory_dnsmasq_cannot_search_is_found_on_the_way() {
+        use std::os::unix::fs::MetadataExt;
+        let base = std::env::temp_dir().join(format!("ipiece-lan-reach-{}", std::process::id()));
+        let state = base.join("private").join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let private = base.join("private");
+        // an account that owns none of it and is in none of its groups
+        let (uid, gid) = (4_000_000, 4_000_000);
+        let meta = std::fs::metadata(&private).unwrap();
+        assert_ne!(meta.uid(), uid);
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(
+            blocked_ancestor(&state, uid, gid),
+            Some(std::fs::canonicalize(&private).unwrap())
+        );
+        // 0711: traversable, not listable, as scripts/demo.sh leaves its dir
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o711)).unwrap();
+        assert_eq!(blocked_ancestor(&state, uid, gid), None);
+        // the owner's bits count for the owner
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(blocked_ancestor(&state, meta.uid(), meta.gid()), None);
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

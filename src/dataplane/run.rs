@@ -321,6 +321,14 @@ fn size_socket_buffers(udp: &UdpSocket) {
     }
 }
 
+/// The shells beside the core that a reload reconfigures.
+struct Services<'a> {
+    aws: &'a mut AwsShell,
+    fw: &'a mut FirewallShell,
+    metrics: &'a mut MetricsShell,
+    lan: &'a mut LanShell,
+}
+
 /// Re-reads the config and applies the difference; on any error the running
 /// configuration stays and the error is returned for the caller. On success
 /// the new configuration goes to the AWS sync task.
@@ -328,12 +336,15 @@ fn reload(
     path: &Path,
     gw: &mut Gateway,
     routes: &mut Routes,
-    aws: &mut AwsShell,
-    fw: &mut FirewallShell,
-    metrics: &mut MetricsShell,
-    lan: &mut LanShell,
+    services: Services<'_>,
     io: &mut ShellIo<'_>,
 ) -> Response {
+    let Services {
+        aws,
+        fw,
+        metrics,
+        lan,
+    } = services;
     let cfg = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -605,7 +616,7 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
                 }
                 Ctl::Control(Request::Reload, reply) => {
                     let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
-                    let _ = reply.send(reload(&path, &mut gw, &mut routes, &mut aws, &mut fw, &mut metrics, &mut lan, &mut io));
+                    let _ = reply.send(reload(&path, &mut gw, &mut routes, Services { aws: &mut aws, fw: &mut fw, metrics: &mut metrics, lan: &mut lan }, &mut io));
                 }
                 Ctl::Control(Request::Tunnel { name, action }, reply) => {
                     let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
@@ -623,7 +634,7 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
             _ = sighup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", path.display());
                 let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
-                let _ = reload(&path, &mut gw, &mut routes, &mut aws, &mut fw, &mut metrics, &mut lan, &mut io);
+                let _ = reload(&path, &mut gw, &mut routes, Services { aws: &mut aws, fw: &mut fw, metrics: &mut metrics, lan: &mut lan }, &mut io);
             }
             Some(scrape) = scrapes.recv() => {
                 // The status path's snapshot; nft's counters and the

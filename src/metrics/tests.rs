@@ -6,7 +6,7 @@ use serde_json::json;
 use std::collections::BTreeSet;
 
 /// A status with one laptop, two tunnels (one up and carrying), the AWS
-/// sync with a disagreement, and firewall counters.
+/// sync with a disagreement, firewall counters and dnsmasq running.
 fn sample() -> GatewayStatus {
     let counters = json!({"packets_out": 10, "bytes_out": 1000, "packets_in": 7,
         "bytes_in": 700, "replayed": 2, "integrity_failed": 3, "bad_trailer": 1});
@@ -19,6 +19,19 @@ fn sample() -> GatewayStatus {
             "events": {"ike_established": 2, "ike_rekeys": 1, "child_rekeys": 4,
                 "dpd_answers": 9, "peer_unresponsive": 1}})
     };
+    // aws-1 is probed (healthy) and took part in a switch
+    let mut aws1 = tunnel("aws-1", "203.0.113.10", "up", true, 100);
+    aws1["probe"] = json!({
+        "health": "healthy", "local": "169.254.10.2", "remote": "169.254.10.1",
+        "interval_ms": 1000, "rtt_last_ms": 21.5, "rtt_avg_ms": 20.25,
+        "loss_percent": 12.5, "window": 40, "sent": 100, "answered": 80, "lost": 19,
+        "lost_in_a_row": 0, "answered_in_a_row": 6, "unanswered": false, "excused": 2,
+        "last_esp_in_secs": 1, "hold_down_left_secs": null, "degraded_count": 3,
+        "skipped": null});
+    aws1["switches_away"] = json!(3);
+    aws1["switches_to"] = json!(4);
+    aws1["last_switch"] = json!({"secs_ago": 100, "at_unix": 1_764_900_000u64,
+        "from": "aws-2", "to": "aws-1", "reason": "aws-1: probes answered again"});
     let v = json!({
         "name": "gw-office",
         "public_key": "GWKEY=",
@@ -49,7 +62,7 @@ fn sample() -> GatewayStatus {
         "counters": {"udp_rx": 21, "tun_rx": 22, "tun_tx": 23, "remote_unrouted": 24,
             "esp_tx": 25, "esp_rx": 26, "tun_no_route": 27, "mss_clamped": 28,
             "fragmented": 29, "frag_needed_sent": 30, "too_big_dropped": 31},
-        "tunnels": [tunnel("aws-1", "203.0.113.10", "up", true, 100),
+        "tunnels": [aws1,
                     tunnel("aws-2", "203.0.113.11", "connecting", false, 200)],
         "aws": {"vpn_connection_id": "vpn-0a3c5e7f9b1d2e4f6", "region": "eu-central-1",
             "sync_interval_secs": 300, "last_sync_secs": 12, "last_result": "failed",
@@ -67,7 +80,9 @@ fn sample() -> GatewayStatus {
             "kernel": [{"name": "rule web", "packets": 41, "bytes": 4100},
                        {"name": "wan -> gateway", "packets": 42, "bytes": 4200}],
             "core": [{"name": "wg -> aws", "packets": 43, "bytes": 4300}],
-            "last_error": "nft refused", "warnings": []}
+            "last_error": "nft refused", "warnings": []},
+        "lan": {"state": "running", "pid": 4242, "restarts": 0, "listen": ["172.16.4.1"],
+            "dhcp": true, "dns": true, "leases": []}
     });
     serde_json::from_value(v).expect("sample status")
 }
@@ -639,4 +654,153 @@ fn the_alert_rules_name_only_exported_families() {
     // `up` is the scrape's own series (the job being down).
     check_names("ipiece-alerts.yml", &exprs, &["up"]);
     assert!(exprs.len() >= 6, "{exprs:?}");
+}
+
+#[test]
+fn lan_services_show_dnsmasq_up_its_restarts_and_the_leases() {
+    let mut st = sample();
+    st.lan = None;
+    let text = render(
+        &Snapshot {
+            status: &st,
+            socket_full_drops: 0,
+            now_unix: 0.0,
+        },
+        Format::Prometheus,
+    );
+    assert!(!text.contains("ipiece_lan_dnsmasq_up"), "no [lan]: {text}");
+    st.lan = Some(
+        serde_json::from_value(json!({"state": "restarting", "restarts": 3,
+            "restart_in_secs": 4, "last_error": "killed by SIGKILL",
+            "listen": ["172.16.4.1"], "dhcp": true, "dns": true,
+            "leases": [{"expires": 1764903600, "mac": "52:54:00:00:00:0a",
+                "address": "172.16.4.20", "hostname": "build-vm", "client_id": null}]}))
+        .expect("lan status"),
+    );
+    let text = render(
+        &Snapshot {
+            status: &st,
+            socket_full_drops: 0,
+            now_unix: 0.0,
+        },
+        Format::Prometheus,
+    );
+    assert_eq!(value(&text, "ipiece_lan_dnsmasq_up "), 0.0);
+    assert_eq!(value(&text, "ipiece_lan_dnsmasq_restarts_total "), 3.0);
+    assert_eq!(value(&text, "ipiece_lan_dhcp_leases "), 1.0);
+    st.lan.as_mut().unwrap().state = "running".into();
+    let text = render(
+        &Snapshot {
+            status: &st,
+            socket_full_drops: 0,
+            now_unix: 0.0,
+        },
+        Format::Prometheus,
+    );
+    assert_eq!(value(&text, "ipiece_lan_dnsmasq_up "), 1.0);
+}
+
+#[test]
+fn probe_families_per_tunnel() {
+    let mut st = sample();
+    st.tunnels[0].state = TunnelState::Degraded;
+    if let Some(p) = st.tunnels[0].probe.as_mut() {
+        p.health = crate::ipsec::probe::Health::Recovering;
+    }
+    let text = render(
+        &Snapshot {
+            status: &st,
+            socket_full_drops: 0,
+            now_unix: 1_764_900_100.0,
+        },
+        Format::Prometheus,
+    );
+    let t = "{tunnel=\"aws-1\"";
+    assert_eq!(
+        value(&text, &format!("ipiece_tunnel_probe_rtt_seconds{t}}}")),
+        0.0215
+    );
+    assert_eq!(
+        value(
+            &text,
+            &format!("ipiece_tunnel_probe_rtt_average_seconds{t}}}")
+        ),
+        0.02025
+    );
+    assert_eq!(
+        value(&text, &format!("ipiece_tunnel_probe_loss_ratio{t}}}")),
+        0.125
+    );
+    for (health, v) in [("healthy", 0.0), ("degraded", 0.0), ("recovering", 1.0)] {
+        assert_eq!(
+            value(
+                &text,
+                &format!("ipiece_tunnel_probe_health{t},health=\"{health}\"}}")
+            ),
+            v
+        );
+    }
+    assert_eq!(
+        value(
+            &text,
+            &format!("ipiece_tunnel_state{t},state=\"degraded\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&text, &format!("ipiece_tunnel_probe_unanswered{t}}}")),
+        0.0
+    );
+    for (result, v) in [
+        ("sent", 100.0),
+        ("answered", 80.0),
+        ("lost", 19.0),
+        ("excused", 2.0),
+    ] {
+        assert_eq!(
+            value(
+                &text,
+                &format!("ipiece_tunnel_probes_total{t},result=\"{result}\"}}")
+            ),
+            v
+        );
+    }
+    assert_eq!(
+        value(&text, &format!("ipiece_tunnel_degradations_total{t}}}")),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            &format!("ipiece_tunnel_switches_total{t},direction=\"away\"}}")
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            &format!("ipiece_tunnel_switches_total{t},direction=\"to\"}}")
+        ),
+        4.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            &format!("ipiece_tunnel_last_switch_timestamp_seconds{t}}}")
+        ),
+        1_764_900_000.0
+    );
+    // aws-2 is not probed: no probe series, but its switches (none)
+    assert!(
+        !text.contains("ipiece_tunnel_probe_rtt_seconds{tunnel=\"aws-2\"")
+            && !text.contains("ipiece_tunnel_probe_loss_ratio{tunnel=\"aws-2\""),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "ipiece_tunnel_switches_total{tunnel=\"aws-2\",direction=\"away\"}"
+        ),
+        0.0
+    );
 }

@@ -15,11 +15,12 @@ use crate::config::keys;
 use crate::config::model::{
     IpsecConfig, StartAction, TunnelConfig, DEFAULT_CHILD_LIFETIME, DEFAULT_DPD_INTERVAL,
     DEFAULT_DPD_TIMEOUT, DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_LIFETIME, DEFAULT_IKE_PROPOSALS,
-    DEFAULT_NAT_KEEPALIVE, DEFAULT_REKEY_FUZZ, DEFAULT_REKEY_MARGIN, DEFAULT_REPLAY_WINDOW,
+    DEFAULT_NAT_KEEPALIVE, DEFAULT_PROBE_HOLD_DOWN, DEFAULT_PROBE_INTERVAL, DEFAULT_PROBE_LOSS,
+    DEFAULT_PROBE_RECOVER, DEFAULT_REKEY_FUZZ, DEFAULT_REKEY_MARGIN, DEFAULT_REPLAY_WINDOW,
     DEFAULT_TCP_MSS, DEFAULT_TRAFFIC_SELECTOR, DEFAULT_TUNNEL_PRIORITY, INSIDE_CIDR_RANGE,
     MAX_CHILD_LIFETIME, MAX_DPD_INTERVAL, MAX_DPD_TIMEOUT, MAX_IKE_LIFETIME, MAX_NAT_KEEPALIVE,
-    MAX_REKEY_FUZZ, MAX_REPLAY_WINDOW, MAX_TCP_MSS, MAX_TUNNEL_MTU, MIN_LIFETIME,
-    MIN_REPLAY_WINDOW, MIN_TCP_MSS, MIN_TUNNEL_MTU,
+    MAX_PROBE_COUNT, MAX_PROBE_HOLD_DOWN, MAX_PROBE_INTERVAL, MAX_REKEY_FUZZ, MAX_REPLAY_WINDOW,
+    MAX_TCP_MSS, MAX_TUNNEL_MTU, MIN_LIFETIME, MIN_REPLAY_WINDOW, MIN_TCP_MSS, MIN_TUNNEL_MTU,
 };
 use crate::ike::proposal::{Proposal, Protocol};
 use crate::wire::Identity;
@@ -56,6 +57,10 @@ pub(crate) const TUNNEL_KEYS: &[&str] = &[
     "replay_window",
     "child_lifetime_bytes",
     "force_encap",
+    "probe_interval",
+    "probe_loss",
+    "probe_recover",
+    "probe_hold_down",
     "enabled",
 ];
 
@@ -75,6 +80,15 @@ impl Setting<Duration> {
             None => format!("{key} ({secs} s, the default)"),
         }
     }
+}
+
+/// The probe keys of one tunnel, validated.
+#[derive(Clone, Copy)]
+struct ProbeKeys {
+    interval: Duration,
+    loss: u32,
+    recover: u32,
+    hold_down: Duration,
 }
 
 /// What the checks across tunnels need from one tunnel, with locations.
@@ -391,6 +405,7 @@ impl Checker<'_> {
             Some(f) => self.boolean(&f),
             None => Some(true),
         };
+        let probe = self.probe(t, inside_cidr.is_some_and(|c| c.is_some()), &dpd_interval);
         let config = (|| {
             let (ike_proposals, ike_proposals_text) = ike?;
             let (esp_proposals, esp_proposals_text) = esp?;
@@ -419,11 +434,118 @@ impl Checker<'_> {
                 replay_window: tunnel_replay_window?,
                 child_lifetime_bytes: child_lifetime_bytes?,
                 force_encap: force_encap?,
+                probe_interval: probe?.interval,
+                probe_loss: probe?.loss,
+                probe_recover: probe?.recover,
+                probe_hold_down: probe?.hold_down,
                 enabled: enabled?,
             })
         })();
         d.config = config;
         d
+    }
+
+    /// `probe_interval`, `probe_loss`, `probe_recover`, `probe_hold_down`:
+    /// each needs `inside_cidr` (the probes go to its first address), and
+    /// probing more seldom than DPD checks would notice nothing DPD does not.
+    fn probe(
+        &mut self,
+        t: &Table<'_>,
+        has_inside_cidr: bool,
+        dpd_interval: &Option<Setting<Duration>>,
+    ) -> Option<ProbeKeys> {
+        let interval = match self.get(t, "probe_interval") {
+            Some(f) => {
+                let n = self.integer(
+                    &f,
+                    0,
+                    secs_i64(MAX_PROBE_INTERVAL),
+                    "the probe interval in seconds (0 = off)",
+                )?;
+                Setting {
+                    value: Duration::from_secs(n.unsigned_abs()),
+                    at: Some((f.span, f.path)),
+                }
+            }
+            None => Setting {
+                value: DEFAULT_PROBE_INTERVAL,
+                at: None,
+            },
+        };
+        let count = |c: &mut Self, key: &str, default: u32, what: &str| match c.get(t, key) {
+            Some(f) => c.u32_in(&f, 1, MAX_PROBE_COUNT, what).map(|v| (v, Some(f))),
+            None => Some((default, None)),
+        };
+        let loss = count(
+            self,
+            "probe_loss",
+            DEFAULT_PROBE_LOSS,
+            "lost probes in a row (1-100)",
+        );
+        let recover = count(
+            self,
+            "probe_recover",
+            DEFAULT_PROBE_RECOVER,
+            "answered probes in a row (1-100)",
+        );
+        let hold_down = self.seconds(
+            t,
+            "probe_hold_down",
+            (Duration::ZERO, MAX_PROBE_HOLD_DOWN),
+            DEFAULT_PROBE_HOLD_DOWN,
+            "the hold-down in seconds",
+        );
+        if !has_inside_cidr {
+            let set: Vec<String> = [
+                "probe_interval",
+                "probe_loss",
+                "probe_recover",
+                "probe_hold_down",
+            ]
+            .into_iter()
+            .filter(|k| t.table.contains_key(k))
+            .map(str::to_owned)
+            .collect();
+            for key in &set {
+                if let Some(f) = self.get(t, key) {
+                    let off = key == "probe_interval" && interval.value.is_zero();
+                    if !off {
+                        self.error(
+                            &f.span,
+                            &f.path,
+                            format!(
+                                "{key} needs inside_cidr: the probes go to the peer's inside \
+                                 address (its first address); set {} or remove {key}",
+                                t.field_path("inside_cidr")
+                            ),
+                        );
+                    }
+                }
+            }
+            if set
+                .iter()
+                .any(|k| k != "probe_interval" || !interval.value.is_zero())
+            {
+                return None;
+            }
+        }
+        if let Some(dpd) = dpd_interval {
+            if interval.value > dpd.value {
+                let message = format!(
+                    "{} must not exceed {}: DPD would notice a dead peer before the probes",
+                    interval.describe("probe_interval"),
+                    dpd.describe("dpd_interval")
+                );
+                self.conflict(&interval, dpd, message);
+                return None;
+            }
+        }
+        Some(ProbeKeys {
+            interval: interval.value,
+            loss: loss?.0,
+            recover: recover?.0,
+            hold_down: hold_down?.value,
+        })
     }
 
     /// An outside (unicast) IPv4 address: `remote_address`, `local_address`.
@@ -1412,6 +1534,76 @@ enabled = false
     }
 
     #[test]
+    fn probe_keys() {
+        let fx = Fx::new();
+        // Defaults: probing on with an inside CIDR.
+        let c = fx.parse(BASE).unwrap();
+        let t = c.tunnel("aws-1").unwrap();
+        assert_eq!(
+            (
+                t.probe_interval,
+                t.probe_loss,
+                t.probe_recover,
+                t.probe_hold_down
+            ),
+            (secs(1), 3, 5, secs(10))
+        );
+        let c = fx.parses_with(
+            "enabled = false",
+            "enabled = false\nprobe_interval = 2\nprobe_loss = 4\nprobe_recover = 6\nprobe_hold_down = 0",
+        );
+        let t = &c.ipsec.tunnels[1];
+        assert_eq!(
+            (
+                t.probe_interval,
+                t.probe_loss,
+                t.probe_recover,
+                t.probe_hold_down
+            ),
+            (secs(2), 4, 6, secs(0))
+        );
+        // Above dpd_interval (5 s in tunnel 2): an error at probe_interval.
+        let errs = fx.errors_with("enabled = false", "enabled = false\nprobe_interval = 7");
+        one(
+            &errs,
+            44,
+            18,
+            "ipsec.tunnels[1].probe_interval",
+            "probe_interval (7 s) must not exceed dpd_interval (5 s)",
+        );
+        // Without inside_cidr: nothing to probe.
+        let errs = fx.errors_with("inside_cidr = \"169.254.11.0/30\"", "probe_interval = 2");
+        one(
+            &errs,
+            38,
+            18,
+            "ipsec.tunnels[1].probe_interval",
+            "probe_interval needs inside_cidr",
+        );
+        let errs = fx.errors_with("inside_cidr = \"169.254.11.0/30\"", "probe_loss = 2");
+        one(
+            &errs,
+            38,
+            14,
+            "ipsec.tunnels[1].probe_loss",
+            "probe_loss needs inside_cidr",
+        );
+        // ... but turning it off is fine.
+        let c = fx.parses_with("inside_cidr = \"169.254.11.0/30\"", "probe_interval = 0");
+        assert_eq!(c.ipsec.tunnels[1].probe_interval, secs(0));
+        let errs = fx.errors_with("enabled = false", "enabled = false\nprobe_loss = 0");
+        one(
+            &errs,
+            44,
+            14,
+            "ipsec.tunnels[1].probe_loss",
+            "between 1 and 100, found 0",
+        );
+        let errs = fx.errors_with("enabled = false", "enabled = false\nprobe_interval = 61");
+        one(&errs, 44, 18, "ipsec.tunnels[1].probe_interval", "found 61");
+    }
+
+    #[test]
     fn traffic_selectors() {
         let fx = Fx::new();
         let errs = fx.errors_with("local_ts = [\"172.16.0.0/16\"]", "local_ts = []");
@@ -1737,7 +1929,8 @@ enabled = false
              remote_address, local_address, local_id, remote_id, psk_file, ike_proposals, \
              esp_proposals, ike_lifetime, child_lifetime, rekey_margin, rekey_fuzz, dpd_interval, \
              dpd_timeout, local_ts, remote_ts, inside_cidr, start_action, priority, \
-             replay_window, child_lifetime_bytes, force_encap, enabled",
+             replay_window, child_lifetime_bytes, force_encap, probe_interval, probe_loss, \
+             probe_recover, probe_hold_down, enabled",
         );
         let errs = fx.errors_with(
             "nat_keepalive = 15",
