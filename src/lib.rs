@@ -31,5 +31,6 @@ pub mod ike;
 pub mod ipsec;
 pub mod lan;
 pub mod metrics;
+pub mod pfsense;
 pub mod wg;
 pub mod wire;

@@ -140,6 +140,37 @@ enum Cmd {
         #[command(subcommand)]
         cmd: FirewallCmd,
     },
+    /// Import another product's configuration into the config file.
+    Import {
+        #[command(subcommand)]
+        cmd: ImportCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImportCmd {
+    /// A pfSense 2.5-2.7 config.xml (Diagnostics > Backup & Restore): the
+    /// WireGuard tunnel and peers (pfSense-pkg-WireGuard), the IPsec
+    /// tunnels, aliases, rules and port forwards, the LAN address and its
+    /// DHCP server; keys into 0600 files; one atomic edit. Prints what was written and a report of
+    /// everything that was not.
+    Pfsense {
+        /// The config.xml.
+        file: PathBuf,
+        /// Print the change to the config file as a diff and the report;
+        /// write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace peers, tunnels, rules, port forwards and aliases that
+        /// have an imported one's name (or key, or remote address), and the
+        /// gateway's key while the file has peers.
+        #[arg(long)]
+        replace: bool,
+        /// The WireGuard tunnel to import (pfSense's name, e.g. tun_wg1);
+        /// default: the first enabled one with peers.
+        #[arg(long, value_name = "NAME")]
+        wg_tunnel: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -349,6 +380,15 @@ fn run(cli: &Cli) -> Result<()> {
         Cmd::Aws {
             cmd: AwsCmd::Plan { .. } | AwsCmd::Sync { .. },
         } => unreachable!("handled in main"),
+        Cmd::Import {
+            cmd:
+                ImportCmd::Pfsense {
+                    file,
+                    dry_run,
+                    replace,
+                    wg_tunnel,
+                },
+        } => import_pfsense(path, file, *dry_run, *replace, wg_tunnel.clone()),
         Cmd::Reload => match ask(path, &Request::Reload)? {
             Response::Reloaded(o) => {
                 print_reload(&o);
@@ -889,6 +929,83 @@ fn write_import(
     }
     if !report.changed() && aws_changed.is_empty() {
         println!("no changes");
+        return Ok(());
+    }
+    apply_to_daemon(path)
+}
+
+/// `wgctl import pfsense`: reads the XML (nothing is opened for writing
+/// before it parses), writes the plan in one commit or, with `dry_run`,
+/// prints the diff; then the summary and the report.
+fn import_pfsense(
+    path: &Path,
+    xml: &Path,
+    dry_run: bool,
+    replace: bool,
+    wg_tunnel: Option<String>,
+) -> Result<()> {
+    use ipiece::pfsense;
+    if !path.exists() {
+        return Err(format!(
+            "{} does not exist: create it first with `wgctl init --endpoint HOST`, then import into it",
+            path.display()
+        ));
+    }
+    let plan = pfsense::load(xml, &pfsense::ParseOptions { wg_tunnel })
+        .map_err(|e| format!("{e}; nothing was written"))?;
+    let (mut editor, cfg) = open_editor(path)?;
+    let before = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let applied = pfsense::apply(
+        &mut editor,
+        &cfg,
+        &plan,
+        &pfsense::ImportOptions { replace },
+    )
+    .map_err(|e| e.to_string())?;
+    let version = plan
+        .version
+        .as_deref()
+        .map(|v| format!(" (config version {v})"))
+        .unwrap_or_default();
+    if dry_run {
+        let diff = pfsense::diff::unified(
+            &before,
+            &editor.to_text(),
+            &path.display().to_string(),
+            &format!("{} (after import)", path.display()),
+        );
+        println!(
+            "dry run: {}{version} -> {}; nothing was written",
+            xml.display(),
+            path.display()
+        );
+        if diff.is_empty() {
+            println!("(no change to {})", path.display());
+        } else {
+            print!("{diff}");
+        }
+    } else {
+        editor.commit().map_err(|e| match e {
+            EditError::Invalid(errs) => format!(
+                "the imported configuration does not validate; nothing was written:\n{errs}"
+            ),
+            other => format!("{other}; nothing was written"),
+        })?;
+        println!("{}{version} -> {}:", xml.display(), path.display());
+    }
+    for l in &applied.lines {
+        println!("  {l}");
+    }
+    let report = pfsense::full_report(&plan, &applied);
+    println!("not imported ({}):", report.not_mapped.len());
+    for i in &report.not_mapped {
+        println!("  {i}");
+    }
+    println!("notes ({}):", report.notes.len());
+    for i in &report.notes {
+        println!("  {i}");
+    }
+    if dry_run {
         return Ok(());
     }
     apply_to_daemon(path)

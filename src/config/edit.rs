@@ -98,6 +98,14 @@ pub struct NewTunnel {
     pub start_action: Option<StartAction>,
     /// Outbound preference (lower is preferred); written only into a new table.
     pub priority: Option<u32>,
+    /// The identity the peer must present, in strongSwan's syntax.
+    pub remote_id: Option<String>,
+    /// Our traffic selectors.
+    pub local_ts: Option<Vec<IpNet>>,
+    /// The peer's traffic selectors.
+    pub remote_ts: Option<Vec<IpNet>>,
+    /// Whether the tunnel is brought up.
+    pub enabled: Option<bool>,
 }
 
 impl NewTunnel {
@@ -117,6 +125,10 @@ impl NewTunnel {
             dpd_timeout: None,
             start_action: None,
             priority: None,
+            remote_id: None,
+            local_ts: None,
+            remote_ts: None,
+            enabled: None,
         }
     }
 }
@@ -551,6 +563,9 @@ impl ConfigEditor {
         if let Some(id) = &t.local_id {
             keys.push(("local_id", Value::from(id.as_str())));
         }
+        if let Some(id) = &t.remote_id {
+            keys.push(("remote_id", Value::from(id.as_str())));
+        }
         keys.push(("psk_file", Value::from(psk_file)));
         if let Some(c) = t.inside_cidr {
             keys.push(("inside_cidr", Value::from(c.to_string())));
@@ -572,6 +587,15 @@ impl ConfigEditor {
             if let Some(v) = v {
                 keys.push((key, Value::from(toml_int(v))));
             }
+        }
+        for (key, v) in [("local_ts", &t.local_ts), ("remote_ts", &t.remote_ts)] {
+            if let Some(v) = v {
+                let arr: Array = v.iter().map(|p| p.to_string()).collect();
+                keys.push((key, Value::Array(arr)));
+            }
+        }
+        if let Some(e) = t.enabled {
+            keys.push(("enabled", Value::from(e)));
         }
 
         if let Some(idx) = self.find_tunnel(t.remote_address)? {
@@ -840,6 +864,193 @@ impl ConfigEditor {
         Ok(added)
     }
 
+    // ---- generic tables (wgctl import pfsense) ----
+
+    /// The table at `path` (dotted keys from the root), created when absent:
+    /// a missing table is appended after every other one (like
+    /// [`ConfigEditor::add_peer`]), a missing sub-table right after its
+    /// parent's last sub-table.
+    fn table_at_mut(&mut self, path: &[&str]) -> Result<&mut dyn TableLike, EditError> {
+        let file = self.path.clone();
+        let pos0 = max_position(self.doc.as_table()).map_or(0, |p| p + 1);
+        let trailing = self.doc.trailing().as_str().unwrap_or("").to_owned();
+        let mut moved_trailing = false;
+        let mut at: &mut dyn TableLike = self.doc.as_table_mut();
+        for (depth, name) in path.iter().enumerate() {
+            if at.get(name).is_none() {
+                let mut t = Table::new();
+                t.set_position(Some(pos0 + depth as isize));
+                if !moved_trailing {
+                    let prefix = if trailing.trim().is_empty() {
+                        "\n".to_owned()
+                    } else {
+                        format!("{}\n\n", trailing.trim_end())
+                    };
+                    t.decor_mut().set_prefix(prefix);
+                    moved_trailing = true;
+                }
+                at.insert(name, Item::Table(t));
+            }
+            at = at
+                .get_mut(name)
+                .and_then(Item::as_table_like_mut)
+                .ok_or_else(|| EditError::Malformed {
+                    path: file.clone(),
+                    message: format!("`{}` is not a table", path[..=depth].join(".")),
+                })?;
+        }
+        if moved_trailing {
+            self.doc.set_trailing("");
+        }
+        // Re-borrow: the loop above proved every step exists.
+        let mut at: &mut dyn TableLike = self.doc.as_table_mut();
+        for name in path {
+            at = at
+                .get_mut(name)
+                .and_then(Item::as_table_like_mut)
+                .expect("walked above");
+        }
+        Ok(at)
+    }
+
+    /// Sets `keys` in the table at `path` (created when absent), each value
+    /// in place keeping its comment; returns the keys that changed.
+    pub fn set_table_keys(
+        &mut self,
+        path: &[&str],
+        keys: Vec<(String, Value)>,
+    ) -> Result<Vec<String>, EditError> {
+        let table = self.table_at_mut(path)?;
+        let mut changed = Vec::new();
+        for (key, v) in keys {
+            if set_value(table, &key, v) {
+                changed.push(key);
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Appends to the string array `key` of the table at `path` (created
+    /// when absent) the values it does not hold yet, in the array's layout;
+    /// returns the ones appended.
+    pub fn add_to_string_array(
+        &mut self,
+        path: &[&str],
+        key: &str,
+        values: &[String],
+    ) -> Result<Vec<String>, EditError> {
+        let file = self.path.clone();
+        let table = self.table_at_mut(path)?;
+        if table.get(key).is_none() {
+            table.insert(key, value(Array::new()));
+        }
+        let arr = table
+            .get_mut(key)
+            .and_then(Item::as_array_mut)
+            .ok_or_else(|| EditError::Malformed {
+                path: file,
+                message: format!("`{}.{key}` is not an array", path.join(".")),
+            })?;
+        let mut added = Vec::new();
+        for v in values {
+            if arr.iter().any(|x| same_value(x, &Value::from(v.as_str()))) {
+                continue;
+            }
+            push_like_last(arr, v);
+            added.push(v.clone());
+        }
+        Ok(added)
+    }
+
+    /// The names (`name` keys) of the tables in the array of tables `key`
+    /// below `path`, in file order (empty when there is none).
+    pub fn array_table_names(&self, path: &[&str], key: &str) -> Vec<String> {
+        let mut at: &dyn TableLike = self.doc.as_table();
+        for name in path {
+            match at.get(name).and_then(Item::as_table_like) {
+                Some(t) => at = t,
+                None => return Vec::new(),
+            }
+        }
+        match at.get(key) {
+            Some(Item::ArrayOfTables(aot)) => aot
+                .iter()
+                .filter_map(|t| t.get("name").and_then(Item::as_str).map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Removes the table named `name` from the array of tables `key` below
+    /// `path`; returns whether there was one.
+    pub fn remove_array_table(&mut self, path: &[&str], key: &str, name: &str) -> bool {
+        self.remove_array_table_by(path, key, "name", |v| v == name)
+    }
+
+    /// Removes the first table whose string `field` satisfies `matches`
+    /// from the array of tables `key` below `path` (the array goes when it
+    /// is left empty); returns whether there was one.
+    pub fn remove_array_table_by(
+        &mut self,
+        path: &[&str],
+        key: &str,
+        field: &str,
+        matches: impl Fn(&str) -> bool,
+    ) -> bool {
+        let mut at: &mut dyn TableLike = self.doc.as_table_mut();
+        for p in path {
+            match at.get_mut(p).and_then(Item::as_table_like_mut) {
+                Some(t) => at = t,
+                None => return false,
+            }
+        }
+        let Some(Item::ArrayOfTables(aot)) = at.get_mut(key) else {
+            return false;
+        };
+        let Some(idx) = aot
+            .iter()
+            .position(|t| t.get(field).and_then(Item::as_str).is_some_and(&matches))
+        else {
+            return false;
+        };
+        aot.remove(idx);
+        if aot.is_empty() {
+            at.remove(key);
+        }
+        true
+    }
+
+    /// Appends `table` to the array of tables `key` below `path` (the
+    /// parent table created when absent), after every other table of the
+    /// file.
+    pub fn append_array_table(
+        &mut self,
+        path: &[&str],
+        key: &str,
+        mut table: Table,
+    ) -> Result<(), EditError> {
+        let file = self.path.clone();
+        let position = max_position(self.doc.as_table()).map_or(0, |p| p + 1);
+        table.set_position(Some(position + path.len() as isize));
+        table.decor_mut().set_prefix("\n");
+        let parent = self.table_at_mut(path)?;
+        match parent.get_mut(key) {
+            None => {
+                let mut aot = ArrayOfTables::new();
+                aot.push(table);
+                parent.insert(key, Item::ArrayOfTables(aot));
+            }
+            Some(Item::ArrayOfTables(aot)) => aot.push(table),
+            Some(_) => {
+                return Err(EditError::Malformed {
+                    path: file,
+                    message: format!("`{}.{key}` is not an array of tables", path.join(".")),
+                })
+            }
+        }
+        Ok(())
+    }
+
     // ---- secret files ----
 
     /// Stages a secret file (an IPsec PSK) to be written with mode 0600 by
@@ -1045,6 +1256,9 @@ fn same_value(a: &Value, b: &Value) -> bool {
         }
         (Value::Integer(x), Value::Integer(y)) => x.value() == y.value(),
         (Value::Boolean(x), Value::Boolean(y)) => x.value() == y.value(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| same_value(p, q))
+        }
         _ => false,
     }
 }
@@ -1342,6 +1556,79 @@ address = "172.16.60.3"
             keepalive: None,
             dns: vec![],
         }
+    }
+
+    #[test]
+    fn generic_table_edits_keep_comments_and_validate() {
+        let fx = fixture(COMMENTED);
+        let mut ed = ConfigEditor::open(&fx.path).unwrap();
+        // A new table path: created at the end, the trailing comment above it.
+        let changed = ed
+            .set_table_keys(
+                &["firewall", "aliases"],
+                vec![(
+                    "office".to_owned(),
+                    Value::Array(["192.0.2.0/24"].into_iter().collect()),
+                )],
+            )
+            .unwrap();
+        assert_eq!(changed, ["office"]);
+        // Setting the same value again changes nothing.
+        let again = ed
+            .set_table_keys(
+                &["firewall", "aliases"],
+                vec![(
+                    "office".to_owned(),
+                    Value::Array(["192.0.2.0/24"].into_iter().collect()),
+                )],
+            )
+            .unwrap();
+        assert!(again.is_empty());
+        let mut rule = Table::new();
+        rule.insert("name", value("r1"));
+        rule.insert("from", value("lan"));
+        rule.insert("to", value("office"));
+        rule.insert("action", value("drop"));
+        ed.append_array_table(&["firewall"], "rules", rule.clone())
+            .unwrap();
+        rule.insert("name", value("r2"));
+        ed.append_array_table(&["firewall"], "rules", rule).unwrap();
+        assert_eq!(ed.array_table_names(&["firewall"], "rules"), ["r1", "r2"]);
+        assert!(ed.remove_array_table(&["firewall"], "rules", "r1"));
+        assert!(!ed.remove_array_table(&["firewall"], "rules", "r1"));
+        let added = ed
+            .add_to_string_array(
+                &["gateway"],
+                "lan_prefixes",
+                &["172.16.4.0/24".to_owned(), "172.16.5.0/24".to_owned()],
+            )
+            .unwrap();
+        assert_eq!(added, ["172.16.5.0/24"], "the existing prefix is kept once");
+        ed.commit().unwrap();
+        let text = fx.text();
+        for kept in [
+            "# top comment",
+            "name = \"gw\"   # inline comment",
+            "enabled = true  # keep me",
+            "# trailing comment",
+        ] {
+            assert!(text.contains(kept), "{kept:?} lost:\n{text}");
+        }
+        let cfg = Config::parse(&fx.path, &text).unwrap();
+        assert_eq!(
+            cfg.gateway.lan_prefixes,
+            [
+                "172.16.4.0/24".parse::<IpNet>().unwrap(),
+                "172.16.5.0/24".parse().unwrap()
+            ]
+        );
+        assert!(text.contains("# odd spacing kept"), "{text}");
+        assert_eq!(cfg.firewall.rules.len(), 1);
+        assert_eq!(cfg.firewall.rules[0].name, "r2");
+        assert_eq!(
+            cfg.firewall.alias("office"),
+            Some(&["192.0.2.0/24".parse::<IpNet>().unwrap()][..])
+        );
     }
 
     #[test]
