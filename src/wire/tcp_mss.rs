@@ -126,7 +126,8 @@ fn ipv6_tcp_span(packet: &[u8]) -> Option<core::ops::Range<usize>> {
     // A bounded walk: each extension header is at least 8 bytes.
     for _ in 0..8 {
         match next {
-            PROTO_TCP => return Some(at..end),
+            // An extension header's length may point past the payload.
+            PROTO_TCP => return (at <= end).then_some(at..end),
             0 | 43 | 60 => {
                 let h = packet.get(at..at.checked_add(2)?.min(end))?;
                 if h.len() < 2 {
@@ -211,6 +212,24 @@ pub fn checksum_update(sum: u16, old: u16, new: u16) -> u16 {
 
 #[cfg(test)]
 mod tests {
+
+    /// Found by the `tcp_mss_frag` fuzz target: a routing header whose
+    /// length reaches past the payload put the TCP "header" after its end,
+    /// and slicing it panicked (a laptop or the VGW could stop the daemon
+    /// with one packet).
+    #[test]
+    fn an_extension_header_longer_than_the_payload_is_no_tcp() {
+        let mut p = vec![0u8; 48];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&8u16.to_be_bytes()); // payload: 8 bytes
+        p[6] = 43; // routing header
+        p[40] = PROTO_TCP; // then TCP...
+        p[41] = 1; // ...after 16 bytes of routing header: past the payload
+        assert_eq!(clamp_mss(&mut p, 1300), Clamp::NotApplicable);
+        // Exactly at the end: an empty TCP header, still nothing to clamp.
+        p[41] = 0;
+        assert_eq!(clamp_mss(&mut p, 1300), Clamp::NotApplicable);
+    }
     use super::*;
     use pnet_packet::ip::IpNextHeaderProtocols;
     use pnet_packet::ipv4::{self, Ipv4Packet, MutableIpv4Packet};
