@@ -59,8 +59,7 @@
 //! (`dpd_interval` = interval, `dpd_timeout` = interval x retries).
 
 use std::fmt;
-use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -607,26 +606,14 @@ impl Reader<'_> {
 impl VpnConfiguration {
     /// Reads and parses the XML file at `path`.
     pub fn load(path: &Path) -> Result<VpnConfiguration, ImportError> {
-        let io_err = |source| ImportError::Io {
+        let text = crate::config::read_text_bounded(
+            path,
+            MAX_XML_LEN,
+            "; a VPN connection's configuration is a few kilobytes",
+        )
+        .map_err(|source| ImportError::Io {
             path: path.to_path_buf(),
             source,
-        };
-        let mut raw = Vec::new();
-        fs::File::open(path)
-            .map_err(io_err)?
-            .take(MAX_XML_LEN + 1)
-            .read_to_end(&mut raw)
-            .map_err(io_err)?;
-        if raw.len() as u64 > MAX_XML_LEN {
-            return Err(io_err(io::Error::other(format!(
-                "larger than {MAX_XML_LEN} bytes; a VPN connection's configuration is a few kilobytes"
-            ))));
-        }
-        let text = String::from_utf8(raw).map_err(|_| {
-            io_err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the file is not UTF-8 text",
-            ))
         })?;
         VpnConfiguration::parse(path, &text)
     }

@@ -8,6 +8,21 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// Reads the UTF-8 text file at `path`, at most `max` bytes: a larger one
+/// is an error that says so (with `why`, what such a file usually holds),
+/// as is one that is not UTF-8. For the files operators hand to an import
+/// (XML of AWS or pfSense), read whole before they are parsed.
+pub(crate) fn read_text_bounded(path: &Path, max: u64, why: &str) -> io::Result<String> {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    File::open(path)?.take(max + 1).read_to_end(&mut raw)?;
+    if raw.len() as u64 > max {
+        return Err(io::Error::other(format!("larger than {max} bytes{why}")));
+    }
+    String::from_utf8(raw)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the file is not UTF-8 text"))
+}
+
 /// The directory holding `path` (`.` for a bare file name).
 pub(crate) fn parent_dir(path: &Path) -> &Path {
     match path.parent() {

@@ -29,6 +29,7 @@ mod validate;
 pub use edit::{
     next_free_address, ConfigEditor, EditError, NewPeer, NewTunnel, SecretChange, Upsert,
 };
+pub(crate) use fsutil::read_text_bounded;
 pub use ike_id::{format_identity, parse_identity};
 pub use keys::{
     generate_private_key, public_key, read_key_file, read_psk_file, write_secret_file, Key,

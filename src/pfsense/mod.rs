@@ -44,8 +44,7 @@ pub mod apply;
 pub mod diff;
 
 use std::fmt;
-use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -498,27 +497,11 @@ fn v4net(addr: &str, bits: &str) -> Option<Ipv4Net> {
 
 /// Reads the config.xml at `path` and builds the plan.
 pub fn load(path: &Path, opts: &ParseOptions) -> Result<ImportPlan, PfError> {
-    let io_err = |source| PfError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut raw = Vec::new();
-    fs::File::open(path)
-        .map_err(io_err)?
-        .take(MAX_XML_LEN + 1)
-        .read_to_end(&mut raw)
-        .map_err(io_err)?;
-    if raw.len() as u64 > MAX_XML_LEN {
-        return Err(io_err(io::Error::other(format!(
-            "larger than {MAX_XML_LEN} bytes"
-        ))));
-    }
-    let text = String::from_utf8(raw).map_err(|_| {
-        io_err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "the file is not UTF-8 text",
-        ))
-    })?;
+    let text =
+        crate::config::read_text_bounded(path, MAX_XML_LEN, "").map_err(|source| PfError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
     parse(path, &text, opts)
 }
 
