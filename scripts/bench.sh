@@ -230,6 +230,9 @@ for ((i = 1; i <= LAPTOPS; i++)); do
 done
 "${WGCTL[@]}" check
 cp -p "$CFG" "$CFG_BASE"
+if [ "$HEALTH" = 1 ] && [ "$(config_get "$CFG_BASE" metrics listen)" != "$METRICS_LISTEN" ]; then
+  die "HEALTH=1: wgctl init no longer writes [metrics] listen = \"$METRICS_LISTEN\""
+fi
 
 # what wireguard-go and boringtun-cli need, from the same config and client files
 GW_ADDR=$(config_get "$CFG" wireguard address)
@@ -266,7 +269,12 @@ write_gw_tunnel() { # write_gw_tunnel ESP_PROPOSAL [health]
   mkdir -p "$STATE/ipsec"
   (umask 077 && printf '%s\n' "$PSK" >"$STATE/ipsec/$TUNNEL.psk")
   {
-    cat "$CFG_BASE"
+    if [ "${2:-}" = health ]; then
+      cat "$CFG_BASE" # wgctl init's [metrics] listen (checked at the start)
+    else
+      # the metrics listener off: comment out [metrics] listen
+      awk '/^[ \t]*\[/ { t = $0 } t ~ /^\[metrics\]/ && /^[ \t]*listen[ \t]*=/ { $0 = "# " $0 } { print }' "$CFG_BASE"
+    fi
     cat <<EOF
 
 [[ipsec.tunnels]]
@@ -277,7 +285,7 @@ ike_proposals = "$IKE_PROPOSAL"
 esp_proposals = "$1"
 EOF
     if [ "${2:-}" = health ]; then
-      printf 'inside_cidr = "%s"\n\n[metrics]\nlisten = "%s"\n' "$INSIDE_CIDR" "$METRICS_LISTEN"
+      printf 'inside_cidr = "%s"\n' "$INSIDE_CIDR"
     fi
   } >"$CFG"
   "${WGCTL[@]}" check >"$LOGS/wgctl-check.log" 2>&1 ||
@@ -441,6 +449,9 @@ scraper_stop() {
 # strongSwan as the customer gateway (esp), in the gateway's namespace
 cgw_charon_start() { # cgw_charon_start ESP_PROPOSAL
   gw_wait_tun_gone
+  # ipieced leaves its firewall in place when it stops (nothing forwards
+  # unfiltered): strongSwan as the customer gateway runs without it
+  nsx "$NS_GW" nft delete table inet ipiece 2>/dev/null || true
   ns_forwarding "$NS_GW"
   charon_start "$NS_GW" "$SWAN_CGW_DIR" "$(gw_pidfile)" "$LOGS/charon-cgw.out" "$LAB_VPC_CIDR"
   GW_PID=$(cat "$(gw_pidfile)")
@@ -686,8 +697,8 @@ if [ "$SWAN" = 1 ]; then
         reach "$NS_LAN" "$LAB_VPC_HOST"
         scraper_start
         measure esp "ipieced (probes+metrics)" strongSwan "$DIR_L2L" "$esp" "$NS_VGW"
-        scraper_stop
         ipieced_counters "esp, ipieced (probes+metrics), $esp" "$CFG"
+        scraper_stop
         nsx "$NS_GW" "${WGCTL[@]}" status 2>/dev/null | grep -E '^ +probe ' | sed 's/^ */  /' >>"$NOTES" || true
         gw_stop
         ipieced_send_drops "esp, ipieced (probes+metrics), $esp" "$GW_LOG"
