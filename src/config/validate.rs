@@ -329,6 +329,35 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// An optional top-level table `key`: `Ok(None)` when absent, `Err(())`
+    /// (reported) when not a table.
+    fn optional_section<'d>(
+        &mut self,
+        root: &'d dyn TableLike,
+        key: &str,
+    ) -> Result<Option<Table<'d>>, ()> {
+        let Some((k, item)) = root.get_key_value(key) else {
+            return Ok(None);
+        };
+        let span = item.span().or_else(|| k.span());
+        match item.as_table_like() {
+            Some(table) => Ok(Some(Table {
+                table,
+                path: key.to_owned(),
+                label: format!("[{key}]"),
+                span,
+            })),
+            None => {
+                self.error(
+                    &span,
+                    key,
+                    format!("expected a table ([{key}]), found {}", item.type_name()),
+                );
+                Err(())
+            }
+        }
+    }
+
     // ---- scalar types ----------------------------------------------------
 
     fn type_error(&mut self, f: &Field<'_>, expected: &str) {

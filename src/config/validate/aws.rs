@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use toml_edit::{TableLike, Value};
 
-use super::{Checker, Field, Span, Table};
+use super::{Checker, Field, Span};
 use crate::config::model::{
     AwsConfig, AwsRouting, RouteTables, MAX_SYNC_INTERVAL, MIN_SYNC_INTERVAL,
 };
@@ -101,23 +101,8 @@ fn check_endpoint_url(s: &str) -> Result<(), String> {
 impl Checker<'_> {
     /// `[aws]`, optional. `Some(None)`: absent; `None`: errors.
     pub(super) fn aws(&mut self, root: &dyn TableLike) -> Option<Option<AwsConfig>> {
-        let Some((key, item)) = root.get_key_value("aws") else {
+        let Some(t) = self.optional_section(root, "aws").ok()? else {
             return Some(None);
-        };
-        let span = item.span().or_else(|| key.span());
-        let Some(table) = item.as_table_like() else {
-            self.error(
-                &span,
-                "aws",
-                format!("expected a table ([aws]), found {}", item.type_name()),
-            );
-            return None;
-        };
-        let t = Table {
-            table,
-            path: "aws".to_owned(),
-            label: "[aws]".to_owned(),
-            span,
         };
         // Unknown keys; credentials get their own message (never their value).
         for (k, item) in t.table.iter() {

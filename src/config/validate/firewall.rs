@@ -71,23 +71,8 @@ impl Checker<'_> {
         root: &dyn TableLike,
         cx: &FirewallContext<'_>,
     ) -> Option<FirewallConfig> {
-        let Some((key, item)) = root.get_key_value("firewall") else {
+        let Some(t) = self.optional_section(root, "firewall").ok()? else {
             return Some(FirewallConfig::default());
-        };
-        let span = item.span().or_else(|| key.span());
-        let Some(table) = item.as_table_like() else {
-            self.error(
-                &span,
-                "firewall",
-                format!("expected a table ([firewall]), found {}", item.type_name()),
-            );
-            return None;
-        };
-        let t = Table {
-            table,
-            path: "firewall".to_owned(),
-            label: "[firewall]".to_owned(),
-            span,
         };
         let before = self.errors.len();
         self.unknown_keys(&t, FIREWALL_KEYS);

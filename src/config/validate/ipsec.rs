@@ -115,23 +115,8 @@ impl Checker<'_> {
         served: &[(IpNet, Span, String)],
         public_address: Option<Option<IpAddr>>,
     ) -> Option<IpsecConfig> {
-        let Some((key, item)) = root.get_key_value("ipsec") else {
+        let Some(t) = self.optional_section(root, "ipsec").ok()? else {
             return Some(IpsecConfig::default());
-        };
-        let span = item.span().or_else(|| key.span());
-        let Some(table) = item.as_table_like() else {
-            self.error(
-                &span,
-                "ipsec",
-                format!("expected a table ([ipsec]), found {}", item.type_name()),
-            );
-            return None;
-        };
-        let t = Table {
-            table,
-            path: "ipsec".to_owned(),
-            label: "[ipsec]".to_owned(),
-            span,
         };
         self.unknown_keys(&t, IPSEC_KEYS);
         let replay_window = match self.get(&t, "replay_window") {

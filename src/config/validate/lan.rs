@@ -41,35 +41,6 @@ pub(super) struct LanContext<'c> {
 }
 
 impl Checker<'_> {
-    /// An optional top-level table `key`: `Ok(None)` when absent, `Err(())`
-    /// (reported) when not a table.
-    fn optional_section<'d>(
-        &mut self,
-        root: &'d dyn TableLike,
-        key: &str,
-    ) -> Result<Option<Table<'d>>, ()> {
-        let Some((k, item)) = root.get_key_value(key) else {
-            return Ok(None);
-        };
-        let span = item.span().or_else(|| k.span());
-        match item.as_table_like() {
-            Some(table) => Ok(Some(Table {
-                table,
-                path: key.to_owned(),
-                label: format!("[{key}]"),
-                span,
-            })),
-            None => {
-                self.error(
-                    &span,
-                    key,
-                    format!("expected a table ([{key}]), found {}", item.type_name()),
-                );
-                Err(())
-            }
-        }
-    }
-
     /// A sub-table `key` of `t` (`[lan.dhcp]`), optional.
     fn sub_table<'d>(&mut self, t: &Table<'d>, key: &str) -> Result<Option<Table<'d>>, ()> {
         let Some(f) = self.get(t, key) else {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use toml_edit::TableLike;
 
-use super::{Checker, Table};
+use super::Checker;
 use crate::config::metrics::MetricsConfig;
 
 /// Keys allowed in `[metrics]`.
@@ -13,23 +13,8 @@ pub(crate) const METRICS_KEYS: &[&str] = &["listen"];
 impl Checker<'_> {
     /// `[metrics]`: absent means no listener.
     pub(super) fn metrics(&mut self, root: &dyn TableLike) -> Option<MetricsConfig> {
-        let Some((key, item)) = root.get_key_value("metrics") else {
+        let Some(t) = self.optional_section(root, "metrics").ok()? else {
             return Some(MetricsConfig::default());
-        };
-        let span = item.span().or_else(|| key.span());
-        let Some(table) = item.as_table_like() else {
-            self.error(
-                &span,
-                "metrics",
-                format!("expected a table ([metrics]), found {}", item.type_name()),
-            );
-            return None;
-        };
-        let t = Table {
-            table,
-            path: "metrics".to_owned(),
-            label: "[metrics]".to_owned(),
-            span,
         };
         self.unknown_keys(&t, METRICS_KEYS);
         let Some(f) = self.get(&t, "listen") else {
