@@ -61,6 +61,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(120);
 /// How long an SA replaced by a rekey keeps receiving when the peer never
 /// deletes it.
 const OLD_SA_GRACE: Duration = Duration::from_secs(30);
+/// How long, at most, a CHILD SA we answered a rekey for waits before it
+/// sends (the peer shows sooner that it has it: it deletes the old SA or
+/// sends on the new one).
+const RESPONDER_HOLD: Duration = Duration::from_secs(5);
 /// An established IKE SA left without any CHILD SA (the peer deleted it, or
 /// it expired) for this long is restarted by the initiating side.
 const CHILDLESS_RESTART: Duration = Duration::from_secs(10);
@@ -250,8 +254,20 @@ struct Child {
     installed: Instant,
     /// Replaced by a rekey: receives only, removed at this time at the latest.
     retire_at: Option<Instant>,
+    /// The peer's rekey of this SA we answered: receives, but does not send
+    /// until the peer shows it has it (or the hold ends).
+    held: Option<Held>,
     /// A rekey was asked for because of its sequence numbers or bytes.
     rekey_asked: bool,
+}
+
+/// A rekeyed CHILD SA that does not send yet, and the one it replaces.
+#[derive(Clone, Copy)]
+struct Held {
+    /// The replaced SA's inbound SPI: it keeps sending meanwhile.
+    old_spi_in: u32,
+    /// The longest it waits.
+    until: Instant,
 }
 
 struct Tunnel {
@@ -643,13 +659,30 @@ impl Tunnel {
     }
 
     /// The newest CHILD SA that is not retiring.
+    /// The CHILD SA that sends: the newest one that is not replaced, and
+    /// not held back as a rekey the peer may not have installed yet.
     fn active_child(&self) -> Option<usize> {
         self.children
             .iter()
             .enumerate()
             .filter(|(_, c)| c.retire_at.is_none())
-            .max_by_key(|(_, c)| c.installed)
+            .max_by_key(|(_, c)| (c.held.is_none(), c.installed))
             .map(|(i, _)| i)
+    }
+
+    /// The held CHILD SA `ci` sends from now on; the SA it replaces only
+    /// receives, until the peer deletes it or the grace ends.
+    fn release(&mut self, ci: usize, now: Instant) {
+        let Some(h) = self.children[ci].held.take() else {
+            return;
+        };
+        for c in self
+            .children
+            .iter_mut()
+            .filter(|c| c.sa.spi_in == h.old_spi_in && c.retire_at.is_none())
+        {
+            c.retire_at = Some(now + OLD_SA_GRACE);
+        }
     }
 
     /// [`Tunnels::inner_mtu`] for this tunnel's active CHILD SA.
@@ -944,8 +977,14 @@ impl Tunnels {
             return None;
         };
         let t = &mut self.tunnels[ti];
-        let c = t.children.iter_mut().find(|c| c.sa.spi_in == spi)?;
-        match c.sa.open(packet) {
+        let ci = t.children.iter().position(|c| c.sa.spi_in == spi)?;
+        let opened = t.children[ci].sa.open(packet);
+        if opened.is_ok() && t.children[ci].held.is_some() {
+            // The peer sends on the SA of its rekey: it has it.
+            t.release(ci, now);
+        }
+        let c = &mut t.children[ci];
+        match opened {
             Ok((inner, next_header)) => {
                 let verdict = inner_verdict(next_header, &packet[inner.clone()], c);
                 // Authenticated: proof of life for the probes, unless it is
@@ -1302,6 +1341,11 @@ impl Tunnels {
     /// Drops CHILD SAs replaced by a rekey whose grace time ran out.
     fn retire_children(&mut self, ti: usize, now: Instant) {
         let t = &mut self.tunnels[ti];
+        for ci in 0..t.children.len() {
+            if t.children[ci].held.is_some_and(|h| h.until <= now) {
+                t.release(ci, now);
+            }
+        }
         let before = t.children.len();
         let mut gone = ChildCounters::default();
         t.children.retain(|c| {
@@ -1390,7 +1434,7 @@ impl Tunnels {
         add(&mut t.totals, &gone);
     }
 
-    fn install(&mut self, ti: usize, p: ChildSaParams, now: Instant) -> bool {
+    fn install(&mut self, ti: usize, p: ChildSaParams, now: Instant, held: Option<Held>) -> bool {
         let t = &mut self.tunnels[ti];
         let (inb, out) = match (p.inbound_cipher(), p.outbound_cipher()) {
             (Ok(i), Ok(o)) => (i, o),
@@ -1411,6 +1455,7 @@ impl Tunnels {
             remote: esp_peer(p.remote),
             installed: now,
             retire_at: None,
+            held,
             rekey_asked: false,
         });
         t.backoff = MIN_BACKOFF;
@@ -1429,14 +1474,26 @@ impl Tunnels {
                 tracing::info!(tunnel = %name, %remote, %suite, nat_t = nat.encap, "IKE SA established");
                 false
             }
-            Event::ChildUp(p) => self.install(ti, p, now),
-            Event::ChildRekeyed { old, new } => {
+            Event::ChildUp(p) => self.install(ti, p, now, None),
+            Event::ChildRekeyed {
+                old,
+                new,
+                initiator,
+            } => {
                 let t = &mut self.tunnels[ti];
                 t.events.child_rekeys += 1;
-                for c in t.children.iter_mut().filter(|c| c.sa.spi_in == old.0) {
-                    c.retire_at = Some(now + OLD_SA_GRACE);
+                if initiator {
+                    for c in t.children.iter_mut().filter(|c| c.sa.spi_in == old.0) {
+                        c.retire_at = Some(now + OLD_SA_GRACE);
+                    }
+                    self.install(ti, new, now, None)
+                } else {
+                    let held = Held {
+                        old_spi_in: old.0,
+                        until: now + RESPONDER_HOLD,
+                    };
+                    self.install(ti, new, now, Some(held))
                 }
-                self.install(ti, new, now)
             }
             Event::ChildDown { spi_in, reason, .. } => {
                 let t = &mut self.tunnels[ti];
@@ -1451,6 +1508,12 @@ impl Tunnels {
                     }
                 });
                 add(&mut t.totals, &gone);
+                // The peer deleted the SA its rekey replaces: it has the new one.
+                for c in &mut t.children {
+                    if c.held.is_some_and(|h| h.old_spi_in == spi_in) {
+                        c.held = None;
+                    }
+                }
                 true
             }
             Event::IkeRekeyed { suite, .. } => {
@@ -2419,6 +2482,105 @@ mod tests {
         let active: Vec<_> = st.children.iter().filter(|c| c.active).collect();
         assert_eq!(active.len(), 1);
         assert_ne!(active[0].spi_in, first, "rekeyed after 1 MiB");
+    }
+
+    /// Hands one datagram from B1 to A (or A to B1) and returns what the
+    /// receiver sent back.
+    fn hand(
+        n: &mut Net,
+        to_a: bool,
+        (port, dst, mut d): (UdpPort, SocketAddr, Vec<u8>),
+    ) -> (Wire, Option<Vec<u8>>) {
+        let mut w = Wire::default();
+        let opened = if to_a {
+            let from = SocketAddr::new(IpAddr::V4(B1), dst.port());
+            Net::deliver(&mut n.a, n.now, from, dst, port, &mut d, &mut w)
+        } else {
+            let from = SocketAddr::new(IpAddr::V4(A), dst.port());
+            Net::deliver(&mut n.b[0].1, n.now, from, dst, port, &mut d, &mut w)
+        };
+        (w, opened)
+    }
+
+    /// The peer rekeys the CHILD SA: A answers, but keeps sending on the old
+    /// SA until the peer shows it has the new one (it deletes the old SA, or
+    /// ESP arrives on the new one): an ESP packet that overtook the peer's
+    /// processing of our answer would meet an SPI it does not know yet (as
+    /// strongSwan's responder does, RFC 7296 2.8).
+    #[test]
+    fn as_responder_of_a_child_rekey_we_send_on_the_old_sa_until_the_peer_has_the_new() {
+        for release_by_delete in [true, false] {
+            let mut n = Net::single();
+            n.run(20, Duration::from_millis(50), Wire::default());
+            assert_eq!(n.state("t1"), TunnelState::Up);
+            let old = tstatus(&n, "t1").children[0].spi_in.clone();
+            let out = ping([172, 16, 4, 10], [10, 0, 1, 10]);
+            // B1 starts the rekey; A answers.
+            let mut wb = Wire::default();
+            n.b[0].1.rekey("cgw", n.now, &mut wb).unwrap();
+            assert_eq!(wb.out.len(), 1, "one CREATE_CHILD_SA request");
+            let (mut answer, _) = hand(&mut n, true, wb.out.remove(0));
+            assert_eq!(answer.out.len(), 1, "A's answer");
+            assert_eq!(
+                tstatus(&n, "t1").children.len(),
+                2,
+                "A installed the new SA"
+            );
+            // A packet sealed now overtakes the answer: B1 still opens it.
+            let mut w = Wire::default();
+            assert_eq!(n.a.seal(&out, &mut w), SealOutcome::Sent);
+            let (_, opened) = hand(&mut n, false, w.out.remove(0));
+            assert_eq!(opened.as_deref(), Some(&out[..]), "sealed on the old SA");
+            let st = tstatus(&n, "t1");
+            let active: Vec<_> = st.children.iter().filter(|c| c.active).collect();
+            assert_eq!(active.len(), 1);
+            assert_eq!(active[0].spi_in, old, "the old SA still sends: {st:#?}");
+            // B1 gets the answer: it installs the new SA and deletes the old.
+            let (mut wb, _) = hand(&mut n, false, answer.out.remove(0));
+            if release_by_delete {
+                let delete = wb.out.remove(0);
+                hand(&mut n, true, delete);
+            } else {
+                // ESP from B1 on the new SA, before its Delete arrives.
+                let back = ping([10, 0, 1, 10], [172, 16, 4, 10]);
+                let mut w = Wire::default();
+                assert_eq!(n.b[0].1.seal(&back, &mut w), SealOutcome::Sent);
+                let (_, opened) = hand(&mut n, true, w.out.remove(0));
+                assert_eq!(opened.as_deref(), Some(&back[..]));
+            }
+            let st = tstatus(&n, "t1");
+            let active: Vec<_> = st.children.iter().filter(|c| c.active).collect();
+            assert_eq!(active.len(), 1);
+            assert_ne!(active[0].spi_in, old, "the new SA sends now: {st:#?}");
+            let mut w = Wire::default();
+            assert_eq!(n.a.seal(&out, &mut w), SealOutcome::Sent);
+            let (_, opened) = hand(&mut n, false, w.out.remove(0));
+            assert_eq!(opened.as_deref(), Some(&out[..]), "sealed on the new SA");
+        }
+    }
+
+    /// A peer that never deletes the old SA nor sends on the new one: A
+    /// moves to the new SA after the hold anyway.
+    #[test]
+    fn the_responders_hold_on_the_old_sa_ends_after_a_few_seconds() {
+        let mut n = Net::single();
+        n.run(20, Duration::from_millis(50), Wire::default());
+        let old = tstatus(&n, "t1").children[0].spi_in.clone();
+        let mut wb = Wire::default();
+        n.b[0].1.rekey("cgw", n.now, &mut wb).unwrap();
+        let (_answer, _) = hand(&mut n, true, wb.out.remove(0));
+        let active = |n: &Net| {
+            tstatus(n, "t1")
+                .children
+                .into_iter()
+                .find(|c| c.active)
+                .map(|c| c.spi_in)
+        };
+        assert_eq!(active(&n).as_ref(), Some(&old));
+        n.now += RESPONDER_HOLD + Duration::from_millis(1);
+        let mut w = Wire::default();
+        n.a.tick(n.now, &mut w);
+        assert_ne!(active(&n).as_ref(), Some(&old));
     }
 
     #[test]

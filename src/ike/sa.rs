@@ -221,13 +221,19 @@ pub enum Event {
     },
     /// A new CHILD_SA to install (inbound and outbound).
     ChildUp(ChildSaParams),
-    /// A CHILD_SA was rekeyed: install `new` and send on it; keep receiving
-    /// on `old` until its [`Event::ChildDown`] (make-before-break).
+    /// A CHILD_SA was rekeyed: install `new`; keep receiving on `old` until
+    /// its [`Event::ChildDown`] (make-before-break). The initiator of the
+    /// exchange sends on `new` at once (the peer installed it before it
+    /// answered); the responder only once the peer shows it has it, by
+    /// deleting `old` or sending on `new` (strongSwan does the same), since
+    /// its first packets could overtake the answer.
     ChildRekeyed {
         /// `(spi_in, spi_out)` of the SA being replaced.
         old: (u32, u32),
         /// The replacement.
         new: ChildSaParams,
+        /// We started the exchange (false: we answered the peer's).
+        initiator: bool,
     },
     /// A CHILD_SA is gone: remove both ESP SAs.
     ChildDown {

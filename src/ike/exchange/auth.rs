@@ -217,7 +217,7 @@ impl IkeSa {
                 );
                 self.established(now, peer_id);
                 let params = self.child_params(spi_in, spi_out, suite, inbound, outbound, tsr, tsi);
-                self.announce_child(now, params, None);
+                self.announce_child(now, params, None, true);
             }
             Err(e) => {
                 out.push(Payload::Notify(NotifyPayload::new(e.notify, Vec::new())));
@@ -343,7 +343,7 @@ impl IkeSa {
                 let (inbound, outbound) = split_keys(k, true);
                 let params =
                     self.child_params(req.spi_in, spi_out, suite, inbound, outbound, tsi, tsr);
-                self.announce_child(now, params, None);
+                self.announce_child(now, params, None, true);
             }
             Err(e) => {
                 tracing::warn!(remote = %self.remote, "IKE_AUTH: unusable CHILD_SA answer: {e}");
@@ -501,12 +501,14 @@ impl IkeSa {
     }
 
     /// Installs a CHILD_SA and announces it: `ChildUp`, or `ChildRekeyed`
-    /// when it replaces `old` (make-before-break: the new SA first).
+    /// when it replaces `old` (make-before-break: the new SA first);
+    /// `initiator`: we started the exchange.
     pub(in crate::ike) fn announce_child(
         &mut self,
         now: Instant,
         params: ChildSaParams,
         old: Option<(u32, u32)>,
+        initiator: bool,
     ) {
         tracing::info!(
             spi_in = format_args!("{:08x}", params.spi_in),
@@ -521,7 +523,11 @@ impl IkeSa {
             None => self.emit(Event::ChildUp(params)),
             Some(old) => {
                 self.last_rekey = Some(now);
-                self.emit(Event::ChildRekeyed { old, new: params })
+                self.emit(Event::ChildRekeyed {
+                    old,
+                    new: params,
+                    initiator,
+                })
             }
         }
     }

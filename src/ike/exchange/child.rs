@@ -339,7 +339,7 @@ impl IkeSa {
                 }
             }
         }
-        self.announce_child(now, params, old);
+        self.announce_child(now, params, old, false);
     }
 
     /// Our CREATE_CHILD_SA was answered.
@@ -477,7 +477,7 @@ impl IkeSa {
                 .find(|c| c.params.spi_in == o)
                 .map(|c| (c.params.spi_in, c.params.spi_out))
         });
-        self.announce_child(now, params, old);
+        self.announce_child(now, params, old, true);
         let Some((old_in, _)) = old else {
             return;
         };
