@@ -9,8 +9,12 @@
 //!   TUN (the kernel forwards to the LAN).
 //! - LAN -> laptop: TUN -> destination lookup in allowed IPs -> encapsulate ->
 //!   datagram to the peer's current endpoint.
-//! - anything for the remote prefixes (the AWS VPC) is counted as unrouted
-//!   until an IPsec tunnel carries it, instead of bouncing through the kernel.
+//! - anything for the remote prefixes (the AWS VPC), from a laptop or from
+//!   the TUN, goes to the IPsec tunnel that carries it ([`crate::ipsec`]),
+//!   never back through the kernel; with no tunnel up it is counted as
+//!   unrouted and dropped (answered with ICMP unreachable where allowed);
+//! - ESP opened from a tunnel goes to the laptop that owns the destination,
+//!   or to the TUN for the LAN.
 //!
 //! MSS and MTU on these paths (the kernel path has nft for it):
 //! - a TCP SYN or SYN-ACK entering or leaving an IPsec tunnel announces at
@@ -29,6 +33,7 @@ use crate::config::{read_key_file, read_psk_file, Config, Key, StartAction};
 use crate::firewall::{Evaluator, Policy, RuleCounter};
 use crate::ike::IkeConfig;
 use crate::ipsec::{SealOutcome, TunnelSettings, TunnelStatus, Tunnels};
+use crate::output::{Io, OUTER_MTU};
 use crate::wg::peers::ApplyReport;
 use crate::wg::{AllowedIps, PeerSettings, PeerStatus, PeerTable, WgCounters};
 use crate::wire::ipv4_frag::{self, Fit};
@@ -45,36 +50,12 @@ use std::time::{Instant, SystemTime};
 /// How often [`Gateway::tick`] wants to be called (STYLE.md: 100-250 ms).
 pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// The largest ESP-in-UDP datagram (outer IP header included) the tunnels
-/// send: the internet's usual MTU, which AWS's tunnel MTU table assumes.
-pub const OUTER_MTU: usize = 1500;
-
 /// ICMP errors the core sends per [`TICK`] at most (RFC 1812 4.3.2.8: a
 /// router limits the rate of ICMP errors it sends).
 pub const ICMP_ERRORS_PER_TICK: u32 = 10;
 
 /// The IPv4 and TCP headers' bytes between an MTU and the MSS it allows.
 const TCP_IPV4_HEADERS: u16 = 40;
-
-/// The gateway's UDP ports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UdpPort {
-    /// WireGuard (`wireguard.listen_port`, 51821 by default).
-    WireGuard,
-    /// IKE (500).
-    Ike,
-    /// NAT-T: IKE behind the non-ESP marker, and ESP in UDP (4500).
-    NatT,
-}
-
-/// Where the core's output goes. Implementations must not block: a router
-/// drops what it cannot send.
-pub trait Io {
-    /// Sends a UDP datagram from one of the gateway's ports.
-    fn send_udp(&mut self, from: UdpPort, dst: SocketAddr, datagram: &[u8]);
-    /// Writes an IP packet to the TUN (towards the kernel and the LAN).
-    fn write_tun(&mut self, packet: &[u8]);
-}
 
 /// The running configuration with its key material loaded.
 #[derive(Clone)]
@@ -800,6 +781,7 @@ impl Gateway {
 mod tests {
     use super::*;
     use crate::config::{generate_private_key, public_key};
+    use crate::output::UdpPort;
     use boringtun::noise::TunnResult;
     use boringtun::x25519::{PublicKey, StaticSecret};
     use pnet_packet::ipv4::{checksum, MutableIpv4Packet};

@@ -39,11 +39,11 @@
 pub mod probe;
 
 use crate::esp::{ChildCounters, ChildSa, EspError};
-use crate::gateway::{Io, UdpPort};
 use crate::ike::proposal::EspSuite;
 use crate::ike::{
     ChildSaParams, CloseReason, CookieCheck, CookieJar, Event, IkeConfig, IkeSa, IkeState, Transmit,
 };
+use crate::output::{Io, UdpPort};
 use crate::wire::{natt, ExchangeType, HeaderRepr, IkePacket, TrafficSelector};
 use probe::{ProbeSettings, ProbeStatus, Prober, Transition};
 use rand_core::{OsRng, RngCore};
@@ -1753,7 +1753,7 @@ impl Tunnels {
                         })
                         .collect(),
                     totals,
-                    inner_mtu: t.inner_mtu(crate::gateway::OUTER_MTU),
+                    inner_mtu: t.inner_mtu(crate::output::OUTER_MTU),
                     probe: t.prober.as_ref().map(|p| p.status(now)),
                     carrying_reason: if carrying == Some(i) {
                         match t.healthy() {

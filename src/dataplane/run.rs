@@ -11,7 +11,8 @@ use crate::dataplane::firewall::{fill_kernel_counters, FirewallError, FirewallSh
 use crate::dataplane::kernel::{self, Routes};
 use crate::dataplane::lan::{LanError, LanShell};
 use crate::dataplane::metrics::{ListenError, MetricsShell, Scrape};
-use crate::gateway::{Gateway, GatewayStatus, Io, Settings, UdpPort, TICK};
+use crate::gateway::{Gateway, GatewayStatus, Settings, TICK};
+use crate::output::{Io, UdpPort};
 use crate::wire::natt;
 use std::io;
 use std::net::SocketAddr;
@@ -88,7 +89,8 @@ struct ShellIo<'a> {
     ike: Option<&'a UdpSocket>,
     natt: Option<&'a UdpSocket>,
     tun: &'a AsyncDevice,
-    drops: &'a mut u64,
+    /// Datagrams and packets dropped on full buffers.
+    drops: u64,
 }
 
 impl Io for ShellIo<'_> {
@@ -100,12 +102,12 @@ impl Io for ShellIo<'_> {
         };
         match sock {
             Some(s) if s.try_send_to(datagram, dst).is_ok() => {}
-            _ => *self.drops += 1,
+            _ => self.drops += 1,
         }
     }
     fn write_tun(&mut self, packet: &[u8]) {
         if self.tun.try_send(packet).is_err() {
-            *self.drops += 1;
+            self.drops += 1;
         }
     }
 }
@@ -526,7 +528,15 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
     let mut natt_buf = vec![0u8; BUF];
     let mut tun_buf = vec![0u8; BUF];
     let mut work = vec![0u8; BUF + 256];
-    let mut drops = 0u64;
+    // The cores' output, for the whole run: the sockets, the TUN, and the
+    // count of what full buffers dropped.
+    let mut io = ShellIo {
+        udp: &udp,
+        ike: ike_sock.as_ref(),
+        natt: natt_sock.as_ref(),
+        tun: &tun,
+        drops: 0,
+    };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -538,7 +548,6 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
                 while let Some(r) = next.take() {
                     match r {
                         Ok((len, from)) => {
-                            let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
                             gw.handle_datagram(Instant::now(), from, &udp_buf[..len], &mut work, &mut io);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -554,7 +563,6 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
                 while let Some(r) = next.take() {
                     match r {
                         Ok(len) => {
-                            let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
                             gw.handle_tun_packet(&mut tun_buf[..len], &mut work, &mut io);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -567,7 +575,6 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
             r = recv_opt(ike_sock.as_ref(), &mut ike_buf) => {
                 if let Ok((len, from)) = r {
                     let local = ike_sock.as_ref().and_then(|s| s.local_addr().ok()).unwrap_or(SocketAddr::from(([0, 0, 0, 0], natt::IKE_PORT)));
-                    let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
                     gw.handle_ike(Instant::now(), local, from, &ike_buf[..len], &mut io);
                 }
             }
@@ -579,7 +586,6 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
                 while let Some(r) = next.take() {
                     match r {
                         Ok((len, from)) => {
-                            let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
                             gw.handle_natt(now, local, from, &mut natt_buf[..len], &mut work, &mut io);
                         }
                         Err(_) => break,
@@ -591,7 +597,6 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
                 }
             }
             _ = tick.tick() => {
-                let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
                 gw.tick(Instant::now(), SystemTime::now(), &mut work, &mut io);
             }
             Some(msg) = rx.recv() => match msg {
@@ -615,11 +620,9 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
                     });
                 }
                 Ctl::Control(Request::Reload, reply) => {
-                    let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
                     let _ = reply.send(reload(&path, &mut gw, &mut routes, Services { aws: &mut aws, fw: &mut fw, metrics: &mut metrics, lan: &mut lan }, &mut io));
                 }
                 Ctl::Control(Request::Tunnel { name, action }, reply) => {
-                    let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
                     let r = gw.tunnel_command(&name, &action, Instant::now(), &mut io);
                     tracing::info!(tunnel = %name, %action, result = ?r, "operator tunnel command");
                     let _ = reply.send(match r {
@@ -633,14 +636,13 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
             },
             _ = sighup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", path.display());
-                let mut io = ShellIo { udp: &udp, ike: ike_sock.as_ref(), natt: natt_sock.as_ref(), tun: &tun, drops: &mut drops };
                 let _ = reload(&path, &mut gw, &mut routes, Services { aws: &mut aws, fw: &mut fw, metrics: &mut metrics, lan: &mut lan }, &mut io);
             }
             Some(scrape) = scrapes.recv() => {
                 // The status path's snapshot; nft's counters and the
                 // rendering off the event loop.
                 let mut st = aws.status(&gw, &fw, &lan);
-                let socket_full_drops = drops;
+                let socket_full_drops = io.drops;
                 tokio::task::spawn_blocking(move || {
                     if let Some(f) = st.firewall.as_mut() {
                         fill_kernel_counters(f);
@@ -671,16 +673,8 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
             _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break; }
         }
     }
-    {
-        let mut io = ShellIo {
-            udp: &udp,
-            ike: ike_sock.as_ref(),
-            natt: natt_sock.as_ref(),
-            tun: &tun,
-            drops: &mut drops,
-        };
-        gw.shutdown(Instant::now(), &mut io);
-    }
+    gw.shutdown(Instant::now(), &mut io);
+    let drops = io.drops;
     drop(metrics);
     lan.stop().await;
     control_task.abort();

@@ -26,7 +26,7 @@
 //! per-source budget of [`HandshakeLimiter`] (whitepaper section 5.3).
 
 use crate::config::Key;
-use crate::gateway::{Io, UdpPort};
+use crate::output::{Io, UdpPort};
 use crate::wg::ratelimit::{HandshakeLimiter, Verdict};
 use crate::wg::AllowedIps;
 use boringtun::noise::errors::WireGuardError;
