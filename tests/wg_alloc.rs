@@ -154,7 +154,7 @@ impl World {
         let now = Instant::now();
         let settings = Settings {
             name: "alloc".into(),
-            private_key: gw_key.clone(),
+            private_key: gw_key,
             listen_port: 51821,
             tun_name: "alloc0".into(),
             address: "172.16.60.1/24".parse().unwrap(),
