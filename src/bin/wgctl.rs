@@ -1195,6 +1195,19 @@ fn status(path: &Path, json: bool) -> Result<()> {
                 .join(", ")
         );
     }
+    for p in st.peers.iter().filter(|p| p.site) {
+        println!(
+            "  site peer {}: the gateway initiates to {}, keepalive {}",
+            p.name,
+            p.configured_endpoint
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "(none)".into()),
+            match p.gateway_keepalive {
+                0 => "off".to_string(),
+                k => format!("{k} s"),
+            }
+        );
+    }
     match Config::load(path) {
         Ok(cfg) => {
             let disabled: Vec<&str> = cfg

@@ -2433,6 +2433,7 @@ address = "172.16.60.2"
                     psk_file: None,
                     private_key_file: None,
                     keepalive: 25,
+                    endpoint: None,
                     dns: vec![],
                     // Disabled peers still own their address.
                     enabled: i % 2 == 0,
