@@ -192,15 +192,34 @@ fn a_site_peer_is_initiated_at_the_first_tick_and_comes_up_without_traffic() {
 }
 
 #[test]
-fn a_laptop_gets_no_initiation_and_no_keepalive() {
-    // No endpoint: the gateway only answers, even with a keepalive set and
-    // however long it waits.
+fn a_laptop_is_never_initiated() {
+    // No endpoint configured: the gateway only answers, however long the
+    // laptop stays silent, even once it knows the laptop's address. (The
+    // keepalive is set here to reach the silence rule; `Settings::load`
+    // gives laptops none.)
     let mut lab = Lab::new(None, 25);
     for s in [0, 1, 30, 60, 200, 600] {
         assert!(lab.tick(s).is_empty(), "sent something at {s} s");
     }
     let st = lab.status();
     assert!(!st.site && st.configured_endpoint.is_none() && st.endpoint.is_none());
+    // The laptop connects (it initiates), then goes away for good.
+    let init = match lab.site.format_handshake_initiation(&mut lab.sbuf, false) {
+        TunnResult::WriteToNetwork(d) => d.to_vec(),
+        _ => panic!("no initiation from the laptop"),
+    };
+    let mut w = Wire::default();
+    lab.table
+        .handle_datagram(lab.at(700), lab.site_addr, &init, &mut lab.buf, &mut w);
+    assert_eq!(Lab::kinds(&w.udp), vec![Some(Kind::Response)]);
+    assert_eq!(lab.status().endpoint, Some(lab.site_addr));
+    for s in 701..1300 {
+        let sent = lab.tick(s);
+        assert!(
+            !Lab::kinds(&sent).contains(&Some(Kind::Initiation)),
+            "a laptop initiated at {s} s"
+        );
+    }
 }
 
 #[test]
@@ -235,6 +254,7 @@ fn keepalive_zero_sends_none() {
     let mut lab = Lab::new(Some(SITE), 0);
     let init = lab.tick(0);
     lab.exchange(0, init);
+    assert!(lab.status().session);
     for s in [10, 25, 60, 100] {
         assert!(lab.tick(s).is_empty(), "sent something at {s} s");
     }
