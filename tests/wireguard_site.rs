@@ -189,3 +189,64 @@ fn gateway_initiates_a_site_peer_that_only_answers_and_brings_it_back_after_a_re
     eprintln!("site re-established {:?} after the restart", took.unwrap());
     pings_both_ways(&t, site, "after the site restarted");
 }
+
+#[test]
+fn add_peer_with_endpoint_writes_a_site_peer_and_a_client_file_that_dials_the_gateway() {
+    // Files only: no daemon runs (add-peer says so and succeeds).
+    let dir = TempDir::new("site-add");
+    let cfg = GwConfig::init(&dir.join("etc"), NAT_WAN);
+    let conf = cfg.dir.join("office2.conf");
+    let out = wgctl_at(
+        &cfg.path,
+        &[
+            "add-peer",
+            "office2",
+            "--endpoint",
+            "198.51.100.7:51820",
+            "--output",
+            conf.to_str().unwrap(),
+        ],
+    );
+    assert!(out.ok(), "wgctl add-peer --endpoint: {out}");
+    let text = fs::read_to_string(&cfg.path).unwrap();
+    assert!(
+        text.contains("name = \"office2\"") && text.contains("endpoint = \"198.51.100.7:51820\""),
+        "{text}"
+    );
+    assert!(wgctl_at(&cfg.path, &["check"]).ok());
+    // The printed config dials this gateway, as for a laptop, and so does
+    // `wgctl export`.
+    let client = ClientConf::load(&conf);
+    assert_eq!(
+        client.peer("Endpoint"),
+        vec![format!("{NAT_WAN}:{WG_PORT}")],
+        "{}",
+        client.text
+    );
+    let out = wgctl_at(&cfg.path, &["export", "office2"]);
+    assert!(out.ok(), "{out}");
+    let exported = ClientConf::parse(&out.stdout).unwrap();
+    assert_eq!(exported.peer("Endpoint"), client.peer("Endpoint"));
+
+    // A malformed endpoint is refused with its position, nothing written.
+    let before = fs::read_to_string(&cfg.path).unwrap();
+    let other = wg_pubkey(&wg_genkey());
+    let out = wgctl_at(
+        &cfg.path,
+        &[
+            "add-peer",
+            "office3",
+            "--public-key",
+            &other,
+            "--endpoint",
+            "198.51.100.8",
+        ],
+    );
+    assert!(!out.ok(), "accepted an endpoint without a port: {out}");
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        all.contains("endpoint") && all.contains("has no port") && all.contains("gateway.toml:"),
+        "{out}"
+    );
+    assert_eq!(fs::read_to_string(&cfg.path).unwrap(), before);
+}

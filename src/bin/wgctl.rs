@@ -72,6 +72,11 @@ enum Cmd {
         /// WireGuard address when [dns] is on).
         #[arg(long)]
         dns: Vec<IpAddr>,
+        /// Make it a site peer: the gateway initiates the handshake to
+        /// HOST:PORT and keeps the session up (the printed config still
+        /// dials this gateway, for the other end).
+        #[arg(long, value_name = "HOST:PORT")]
+        endpoint: Option<String>,
         /// Write the client config to this file (mode 0600) instead of stdout.
         #[arg(long)]
         output: Option<PathBuf>,
@@ -307,6 +312,7 @@ fn run(cli: &Cli) -> Result<()> {
             psk,
             keepalive,
             dns,
+            endpoint,
             output,
             qr,
         } => add_peer(
@@ -317,6 +323,7 @@ fn run(cli: &Cli) -> Result<()> {
             *psk,
             *keepalive,
             dns,
+            endpoint.as_deref(),
             output.as_deref(),
             *qr,
         ),
@@ -647,6 +654,7 @@ fn add_peer(
     psk: bool,
     keepalive: Option<u16>,
     dns: &[IpAddr],
+    endpoint: Option<&str>,
     output: Option<&Path>,
     qr: bool,
 ) -> Result<()> {
@@ -720,6 +728,7 @@ fn add_peer(
         private_key_file: key_rel,
         keepalive,
         dns: dns.to_vec(),
+        endpoint: endpoint.map(str::to_owned),
     };
     let res = editor
         .add_peer(&new)
