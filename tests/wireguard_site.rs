@@ -214,6 +214,12 @@ fn add_peer_with_endpoint_writes_a_site_peer_and_a_client_file_that_dials_the_ga
         "{text}"
     );
     assert!(wgctl_at(&cfg.path, &["check"]).ok());
+    let list = wgctl_at(&cfg.path, &["list-peers"]).expect_ok().stdout;
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("office2 "))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(row.trim_end().ends_with(" 198.51.100.7:51820"), "{list}");
     // The printed config dials this gateway, as for a laptop, and so does
     // `wgctl export`.
     let client = ClientConf::load(&conf);

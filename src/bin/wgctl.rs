@@ -1122,18 +1122,20 @@ fn set_enabled(path: &Path, name: &str, enabled: bool) -> Result<()> {
 fn list_peers(path: &Path) -> Result<()> {
     let cfg = load(path)?;
     println!(
-        "{:<20} {:<18} {:<8} {:<4} {:<9} PUBLIC KEY",
-        "NAME", "ADDRESS", "ENABLED", "PSK", "KEEPALIVE"
+        "{:<20} {:<18} {:<8} {:<4} {:<9} {:<44} ENDPOINT",
+        "NAME", "ADDRESS", "ENABLED", "PSK", "KEEPALIVE", "PUBLIC KEY"
     );
     for p in &cfg.peers {
         println!(
-            "{:<20} {:<18} {:<8} {:<4} {:<9} {}",
+            "{:<20} {:<18} {:<8} {:<4} {:<9} {:<44} {}",
             p.name,
             p.address,
             if p.enabled { "yes" } else { "no" },
             if p.psk_file.is_some() { "yes" } else { "no" },
             p.keepalive,
-            p.public_key
+            p.public_key.to_string(),
+            // A site peer's, which the gateway dials; laptops have none.
+            p.endpoint.as_ref().map_or("-", |e| e.text.as_str())
         );
     }
     Ok(())
