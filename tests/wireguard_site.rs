@@ -4,6 +4,7 @@
 //! home router's NAT, has it as a `[[peers]]` entry with `endpoint` and must
 //! bring the session up by itself, keep it, and bring it back after the
 //! remote end restarts and loses the session, without any traffic from it.
+//! Then two ipieced gateways, each the other's site peer (two offices).
 //!
 //! These tests need root (network namespaces, TUN, nftables); with
 //! `IPIECE_SKIP_NETNS=1` they print a skip line instead when not root.
@@ -51,14 +52,27 @@ fn write_site_conf(dir: &Path, private: &str, gw_public: &str) -> PathBuf {
     path
 }
 
-/// Appends the site peer to the gateway's file.
+/// Appends the site peer `office2` to the gateway's file.
 fn add_site_peer(cfg: &GwConfig, site_public: &str, endpoint: &str) {
+    append_site_peer(cfg, "office2", site_public, SITE_ADDR, endpoint);
+}
+
+/// Appends a site peer to a gateway's file.
+fn append_site_peer(cfg: &GwConfig, name: &str, public: &str, address: &str, endpoint: &str) {
     let mut text = fs::read_to_string(&cfg.path).unwrap();
     text.push_str(&format!(
-        "\n[[peers]]\nname = \"office2\"\npublic_key = \"{site_public}\"\naddress = \"{SITE_ADDR}\"\n\
+        "\n[[peers]]\nname = \"{name}\"\npublic_key = \"{public}\"\naddress = \"{address}\"\n\
          endpoint = \"{endpoint}\"\nkeepalive = {KEEPALIVE}\n"
     ));
     fs::write(&cfg.path, text).unwrap();
+}
+
+/// Waits (bounded) until `wgctl status --json` shows a session with `peer`.
+fn wait_session(cfg: &GwConfig, ns: &Netns, peer: &str, limit: Duration) -> bool {
+    wait_until(limit, Duration::from_millis(100), || {
+        let st = cfg.status_json(ns);
+        status_peer(&st, peer).is_some_and(|p| p["session"].as_bool() == Some(true))
+    })
 }
 
 /// The site's view of the gateway from `wg show <if> dump`.
@@ -255,4 +269,64 @@ fn add_peer_with_endpoint_writes_a_site_peer_and_a_client_file_that_dials_the_ga
         "{out}"
     );
     assert_eq!(fs::read_to_string(&cfg.path).unwrap(), before);
+}
+
+#[test]
+fn two_ipieced_gateways_configured_as_site_peers_of_each_other_join_and_rejoin_after_a_restart() {
+    if !need_root("two_ipieced_gateways_as_site_peers") {
+        return;
+    }
+    // Office A: the topology's gateway behind the home router's NAT (UDP
+    // 51821 forwarded). Office B: a second ipieced on the internet. Each
+    // has the other as a site peer, so both initiate.
+    let t = Topology::new(1);
+    let b_ns = &t.laptops[0];
+    let a = GwConfig::init(&t.dir.join("a"), NAT_WAN);
+    let b = GwConfig::init(&t.dir.join("b"), &Topology::laptop_addr(0));
+    toml_set_str(&b.path, "gateway", "name", "office-b");
+    toml_set_str(&b.path, "wireguard", "address", "172.16.60.2/24");
+    let (a_pub, b_pub) = (gateway_public_key(&a), gateway_public_key(&b));
+    let b_endpoint = format!("{}:{WG_PORT}", Topology::laptop_addr(0));
+    append_site_peer(&a, "office-b", &b_pub, "172.16.60.2", &b_endpoint);
+    append_site_peer(
+        &b,
+        "office-a",
+        &a_pub,
+        GW_WG_ADDR,
+        &format!("{NAT_WAN}:{WG_PORT}"),
+    );
+
+    let da = start_ipieced(&t.gw, &a);
+    let db = start_ipieced(b_ns, &b);
+    assert!(
+        wait_session(&a, &t.gw, "office-b", Duration::from_secs(30))
+            && wait_session(&b, b_ns, "office-a", Duration::from_secs(30)),
+        "the two gateways did not join:\nA:\n{}\nB:\n{}",
+        tail(&da.log, 30),
+        tail(&db.log, 30)
+    );
+    let p = t.gw.ping("172.16.60.2", 3, 200, 2);
+    assert_eq!(
+        p.received, 3,
+        "office A -> office B's tunnel address: {p:?}"
+    );
+    let p = b_ns.ping(GW_WG_ADDR, 3, 200, 2);
+    assert_eq!(
+        p.received, 3,
+        "office B -> office A's tunnel address: {p:?}"
+    );
+
+    // Office B's daemon restarts: it initiates again at start.
+    assert!(signal(db.pid, libc::SIGTERM));
+    assert!(b_ns.wait_exit(db.pid, Duration::from_secs(10)).is_some());
+    let db = start_ipieced(b_ns, &b);
+    assert!(
+        wait_session(&b, b_ns, "office-a", Duration::from_secs(30)),
+        "office B did not rejoin after its restart:\n{}",
+        tail(&db.log, 30)
+    );
+    let p = b_ns.ping(GW_WG_ADDR, 3, 200, 2);
+    assert_eq!(p.received, 3, "after B restarted, B -> A: {p:?}");
+    let p = t.gw.ping("172.16.60.2", 3, 200, 2);
+    assert_eq!(p.received, 3, "after B restarted, A -> B: {p:?}");
 }
