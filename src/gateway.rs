@@ -156,15 +156,18 @@ impl Settings {
                 })?),
                 None => None,
             };
+            let site = p.endpoint.is_some();
             peers.push(PeerSettings {
                 name: p.name.clone(),
                 public_key: p.public_key,
                 psk,
                 allowed_ips: vec![IpNet::from(p.address)],
-                // The laptop keeps its NAT mapping open (PersistentKeepalive
+                // A laptop keeps its NAT mapping open (PersistentKeepalive
                 // in its client config); the gateway answers, like a wg-quick
-                // server, and sends no keepalives to endpoints that may be gone.
-                keepalive: 0,
+                // server, and sends no keepalives to endpoints that may be
+                // gone. A site peer is the gateway's to keep alive.
+                keepalive: if site { p.keepalive } else { 0 },
+                endpoint: p.endpoint.as_ref().and_then(|e| e.addr),
             });
         }
         let mut tunnels = Vec::new();
@@ -862,6 +865,7 @@ mod tests {
             psk: None,
             allowed_ips: vec![format!("{ip}/32").parse().unwrap()],
             keepalive: 0,
+            endpoint: None,
         }
     }
 

@@ -101,6 +101,7 @@ struct Families {
     peer_payload_received: Counters,
     peer_handshakes: Counters,
     peer_dropped: Counters,
+    peer_site_info: Gauges,
     // per tunnel
     tunnel_info: Gauges,
     tunnel_state: Gauges,
@@ -197,6 +198,7 @@ impl Families {
             peer_payload_received: reg(r, "ipiece_peer_payload_received_bytes", "Inner IP bytes received from the peer, after decryption", Counters::default()),
             peer_handshakes: reg(r, "ipiece_peer_handshakes", "Handshakes completed with the peer", Counters::default()),
             peer_dropped: reg(r, "ipiece_peer_dropped_packets", "Packets of the peer dropped, by reason (not_allowed: inner source outside its allowed IPs; invalid: failed to decrypt or replayed; no_endpoint: outbound with no known endpoint)", Counters::default()),
+            peer_site_info: reg(r, "ipiece_peer_site_info", "A site peer (the gateway initiates its handshakes and keeps its session up) and its configured endpoint; always 1, absent for laptops", Gauges::default()),
 
             tunnel_info: reg(r, "ipiece_tunnel_info", "An IPsec tunnel and its peer's outside address; always 1", Gauges::default()),
             tunnel_state: reg(r, "ipiece_tunnel_state", "1 for the tunnel's current state, 0 for the others", Gauges::default()),
@@ -312,6 +314,11 @@ impl Families {
             ("public_key", p.public_key.clone()),
             ("allowed_ips", allowed),
         ];
+        if let Some(ep) = p.configured_endpoint.filter(|_| p.site) {
+            self.peer_site_info
+                .get_or_create(&with(&l, "endpoint", &ep.to_string()))
+                .set(1);
+        }
         self.peer_sent.get_or_create(&l).inc_by(p.tx_bytes);
         self.peer_received.get_or_create(&l).inc_by(p.rx_bytes);
         let hs = p

@@ -72,6 +72,11 @@ enum Cmd {
         /// WireGuard address when [dns] is on).
         #[arg(long)]
         dns: Vec<IpAddr>,
+        /// Make it a site peer: the gateway initiates the handshake to
+        /// HOST:PORT and keeps the session up (the printed config still
+        /// dials this gateway, for the other end).
+        #[arg(long, value_name = "HOST:PORT")]
+        endpoint: Option<String>,
         /// Write the client config to this file (mode 0600) instead of stdout.
         #[arg(long)]
         output: Option<PathBuf>,
@@ -307,6 +312,7 @@ fn run(cli: &Cli) -> Result<()> {
             psk,
             keepalive,
             dns,
+            endpoint,
             output,
             qr,
         } => add_peer(
@@ -317,6 +323,7 @@ fn run(cli: &Cli) -> Result<()> {
             *psk,
             *keepalive,
             dns,
+            endpoint.as_deref(),
             output.as_deref(),
             *qr,
         ),
@@ -647,6 +654,7 @@ fn add_peer(
     psk: bool,
     keepalive: Option<u16>,
     dns: &[IpAddr],
+    endpoint: Option<&str>,
     output: Option<&Path>,
     qr: bool,
 ) -> Result<()> {
@@ -720,6 +728,7 @@ fn add_peer(
         private_key_file: key_rel,
         keepalive,
         dns: dns.to_vec(),
+        endpoint: endpoint.map(str::to_owned),
     };
     let res = editor
         .add_peer(&new)
@@ -1113,18 +1122,20 @@ fn set_enabled(path: &Path, name: &str, enabled: bool) -> Result<()> {
 fn list_peers(path: &Path) -> Result<()> {
     let cfg = load(path)?;
     println!(
-        "{:<20} {:<18} {:<8} {:<4} {:<9} PUBLIC KEY",
-        "NAME", "ADDRESS", "ENABLED", "PSK", "KEEPALIVE"
+        "{:<20} {:<18} {:<8} {:<4} {:<9} {:<44} ENDPOINT",
+        "NAME", "ADDRESS", "ENABLED", "PSK", "KEEPALIVE", "PUBLIC KEY"
     );
     for p in &cfg.peers {
         println!(
-            "{:<20} {:<18} {:<8} {:<4} {:<9} {}",
+            "{:<20} {:<18} {:<8} {:<4} {:<9} {:<44} {}",
             p.name,
             p.address,
             if p.enabled { "yes" } else { "no" },
             if p.psk_file.is_some() { "yes" } else { "no" },
             p.keepalive,
-            p.public_key
+            p.public_key.to_string(),
+            // A site peer's, which the gateway dials; laptops have none.
+            p.endpoint.as_ref().map_or("-", |e| e.text.as_str())
         );
     }
     Ok(())
@@ -1193,6 +1204,19 @@ fn status(path: &Path, json: bool) -> Result<()> {
                 .map(|n| n.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
+        );
+    }
+    for p in st.peers.iter().filter(|p| p.site) {
+        println!(
+            "  site peer {}: the gateway initiates to {}, keepalive {}",
+            p.name,
+            p.configured_endpoint
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "(none)".into()),
+            match p.gateway_keepalive {
+                0 => "off".to_string(),
+                k => format!("{k} s"),
+            }
         );
     }
     match Config::load(path) {

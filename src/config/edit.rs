@@ -53,6 +53,9 @@ pub struct NewPeer {
     pub keepalive: Option<u16>,
     /// DNS servers for the client configuration; omitted from the file when empty.
     pub dns: Vec<IpAddr>,
+    /// A site peer's `endpoint` (`host:port`), written as given; `None`
+    /// for a laptop. Checked with the rest of the document on commit.
+    pub endpoint: Option<String>,
 }
 
 /// An `[[ipsec.tunnels]]` table to add or update with
@@ -332,8 +335,8 @@ impl ConfigEditor {
     }
 
     /// Appends a `[[peers]]` table at the end of the document, with the keys
-    /// `name, public_key, address, psk_file, private_key_file, keepalive, dns,
-    /// enabled` (optional ones omitted when `None` or empty; `enabled = true`
+    /// `name, public_key, address, psk_file, private_key_file, keepalive,
+    /// endpoint, dns, enabled` (optional ones omitted when `None` or empty; `enabled = true`
     /// is always written). Comments that ended the file stay above the new table,
     /// so the old text is a prefix of the new one.
     pub fn add_peer(&mut self, p: &NewPeer) -> Result<(), EditError> {
@@ -357,6 +360,9 @@ impl ConfigEditor {
         }
         if let Some(k) = p.keepalive {
             t.insert("keepalive", value(i64::from(k)));
+        }
+        if let Some(e) = &p.endpoint {
+            t.insert("endpoint", value(e.as_str()));
         }
         if !p.dns.is_empty() {
             let dns: Array = p.dns.iter().map(|a| a.to_string()).collect();
@@ -1555,6 +1561,7 @@ address = "172.16.60.3"
             private_key_file: None,
             keepalive: None,
             dns: vec![],
+            endpoint: None,
         }
     }
 
@@ -2433,6 +2440,7 @@ address = "172.16.60.2"
                     psk_file: None,
                     private_key_file: None,
                     keepalive: 25,
+                    endpoint: None,
                     dns: vec![],
                     // Disabled peers still own their address.
                     enabled: i % 2 == 0,

@@ -2,7 +2,7 @@
 //! and the error types that point back into the file.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -247,10 +247,24 @@ pub struct PeerConfig {
     pub private_key_file: Option<PathBuf>,
     /// Persistent keepalive in seconds, 0 = off.
     pub keepalive: u16,
+    /// Where the gateway reaches a site peer (`endpoint`); `None` for a
+    /// laptop, which the gateway only answers.
+    pub endpoint: Option<PeerEndpoint>,
     /// DNS servers written into the client configuration.
     pub dns: Vec<IpAddr>,
     /// Whether the gateway accepts this peer.
     pub enabled: bool,
+}
+
+/// A site peer's `endpoint`: as written in the file and the address it
+/// resolved to when the file was loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerEndpoint {
+    /// The value as written, `host:port` or `address:port`.
+    pub text: String,
+    /// The IPv4 address and port it resolved to; `None` only for a disabled
+    /// peer (whose host name is not looked up).
+    pub addr: Option<SocketAddr>,
 }
 
 /// The `[ipsec]` table: settings shared by the tunnels, and the tunnels.
@@ -584,6 +598,7 @@ mod tests {
                 psk_file: None,
                 private_key_file: None,
                 keepalive: DEFAULT_KEEPALIVE,
+                endpoint: None,
                 dns: vec![],
                 enabled: true,
             }],

@@ -23,7 +23,7 @@ use toml_edit::{Document, Item, TableLike, Value};
 
 use super::keys::{self, Key};
 use super::model::{
-    Config, ConfigError, ConfigErrors, GatewayConfig, PeerConfig, WireGuardConfig,
+    Config, ConfigError, ConfigErrors, GatewayConfig, PeerConfig, PeerEndpoint, WireGuardConfig,
     DEFAULT_CONTROL_SOCKET, DEFAULT_KEEPALIVE, DEFAULT_LISTEN_PORT, DEFAULT_MTU, DEFAULT_TUN_NAME,
     MAX_MTU, MIN_MTU, MIN_MTU_IPV6,
 };
@@ -65,6 +65,7 @@ pub(crate) const PEER_KEYS: &[&str] = &[
     "psk_file",
     "private_key_file",
     "keepalive",
+    "endpoint",
     "dns",
     "enabled",
 ];
@@ -232,6 +233,7 @@ struct PeerDraft {
     private_key_span: Span,
     client_private_key: Option<Key>,
     keepalive: Option<u16>,
+    endpoint: Option<Option<PeerEndpoint>>,
     dns: Option<Vec<IpAddr>>,
     enabled: Option<bool>,
 }
@@ -845,6 +847,7 @@ impl<'a> Checker<'a> {
                     psk_file: d.psk_file?,
                     private_key_file: d.private_key_file?,
                     keepalive: d.keepalive?,
+                    endpoint: d.endpoint?,
                     dns: d.dns?,
                     enabled: d.enabled?,
                 })
@@ -907,7 +910,40 @@ impl<'a> Checker<'a> {
             Some(f) => self.boolean(&f),
             None => Some(true),
         };
+        d.endpoint = match self.get(t, "endpoint") {
+            // A disabled peer's host name is not looked up: it is inert.
+            Some(f) => self.peer_endpoint(&f, d.enabled.unwrap_or(true)).map(Some),
+            None => Some(None),
+        };
         d
+    }
+
+    /// A site peer's `endpoint`: `host:port` or `address:port` (IPv4),
+    /// resolved now when `resolve` (the peer is enabled).
+    fn peer_endpoint(&mut self, f: &Field<'_>, resolve: bool) -> Option<PeerEndpoint> {
+        let s = self.string(f, "a string (\"host:port\", e.g. \"198.51.100.7:51820\")")?;
+        let (host, port) = match parse_endpoint(s) {
+            Ok(hp) => hp,
+            Err(why) => {
+                self.error(&f.span, &f.path, why);
+                return None;
+            }
+        };
+        let addr = if resolve {
+            match resolve_endpoint(host, port) {
+                Ok(a) => Some(a),
+                Err(why) => {
+                    self.error(&f.span, &f.path, why);
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
+        Some(PeerEndpoint {
+            text: s.to_owned(),
+            addr,
+        })
     }
 
     fn cross_check_peers(&mut self, drafts: &[PeerDraft], wg: &WireGuardChecked) {
@@ -997,6 +1033,65 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+/// Splits a site peer's `endpoint` into host and port, refusing what the
+/// gateway cannot dial: no port, IPv6 (the WireGuard socket is IPv4 only),
+/// a host that is neither an IPv4 address nor a DNS name, an address that
+/// is no unicast host.
+pub(crate) fn parse_endpoint(s: &str) -> Result<(&str, u16), String> {
+    const FORM: &str = "write it as \"host:port\", e.g. \"198.51.100.7:51820\"";
+    if s.starts_with('[') || s.matches(':').count() > 1 {
+        return Err(format!(
+            "`{s}`: IPv6 endpoints are refused (ipieced's WireGuard socket listens on 0.0.0.0 only)"
+        ));
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("`{s}` has no port; {FORM}"));
+    };
+    let port = match port.parse::<u16>() {
+        Ok(p) if p != 0 => p,
+        _ => return Err(format!("`{port}` is not a UDP port (1-65535); {FORM}")),
+    };
+    if host.is_empty() {
+        return Err(format!("`{s}` has no host; {FORM}"));
+    }
+    if let Ok(a) = host.parse::<std::net::Ipv4Addr>() {
+        if a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback() {
+            return Err(format!("{a} is no address a peer can be reached at"));
+        }
+        return Ok((host, port));
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.len() > 253
+        || !name.split('.').all(label_ok)
+        || name.chars().all(|c| c.is_ascii_digit() || c == '.')
+    {
+        return Err(format!(
+            "`{host}` is neither an IPv4 address nor a host name; {FORM}"
+        ));
+    }
+    Ok((host, port))
+}
+
+/// Resolves a site peer's host to its first IPv4 address (the gateway's
+/// WireGuard socket is IPv4 only).
+fn resolve_endpoint(host: &str, port: u16) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let addrs = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{host}`: {e}"))?;
+    let mut v4 = addrs.filter(std::net::SocketAddr::is_ipv4);
+    v4.next().ok_or_else(|| {
+        format!("`{host}` has no IPv4 address (ipieced's WireGuard socket is IPv4 only)")
+    })
 }
 
 /// What was learned from `[wireguard]`: the whole table when valid, and the
@@ -1456,7 +1551,7 @@ enabled = false
             21,
             3,
             "peers[0].allowed_ips",
-            "unknown key `allowed_ips` in [[peers]] table peers[0]; allowed keys: name, public_key, address, psk_file, private_key_file, keepalive, dns, enabled",
+            "unknown key `allowed_ips` in [[peers]] table peers[0]; allowed keys: name, public_key, address, psk_file, private_key_file, keepalive, endpoint, dns, enabled",
         );
 
         let errs = fx.errors_with("# alice's laptop\n", "[ipsec]\nmode = 1\n");
@@ -2169,5 +2264,137 @@ enabled = false
         assert_eq!(idx.locate(8), (3, 1));
         assert_eq!(idx.locate(9), (4, 1));
         assert_eq!(idx.locate(99), (4, 2));
+    }
+
+    /// alice's table with `endpoint = <value>` (a TOML value) added, the
+    /// text and the line of the new key.
+    fn with_alice_endpoint(fx: &Fixture, value: &str) -> (String, usize) {
+        let from = "address = \"172.16.60.2\"\n";
+        let text = fx
+            .text
+            .replacen(from, &format!("{from}endpoint = {value}\n"), 1);
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("endpoint = "))
+            .unwrap()
+            + 1;
+        (text, line)
+    }
+
+    #[test]
+    fn site_peer_endpoint_is_resolved_at_load() {
+        let fx = Fixture::new();
+        let (text, _) = with_alice_endpoint(&fx, "\"198.51.100.7:51820\"");
+        let cfg = fx.parse(&text).unwrap();
+        assert_eq!(
+            cfg.peers[0].endpoint,
+            Some(PeerEndpoint {
+                text: "198.51.100.7:51820".into(),
+                addr: Some("198.51.100.7:51820".parse().unwrap()),
+            })
+        );
+        assert_eq!(cfg.peers[1].endpoint, None, "bob is a laptop");
+        // A host name is looked up when the file is loaded.
+        let (text, _) = with_alice_endpoint(&fx, "\"localhost:51820\"");
+        let cfg = fx.parse(&text).unwrap();
+        let ep = cfg.peers[0].endpoint.clone().unwrap();
+        assert_eq!(ep.text, "localhost:51820");
+        assert_eq!(ep.addr, Some("127.0.0.1:51820".parse().unwrap()));
+    }
+
+    #[test]
+    fn malformed_site_peer_endpoints_are_refused_with_their_position() {
+        let fx = Fixture::new();
+        for (value, needle) in [
+            ("\"198.51.100.7\"", "has no port"),
+            ("\"198.51.100.7:0\"", "`0` is not a UDP port"),
+            ("\"198.51.100.7:70000\"", "`70000` is not a UDP port"),
+            ("\"198.51.100.7:\"", "is not a UDP port"),
+            ("\":51820\"", "has no host"),
+            ("\"[2001:db8::1]:51820\"", "IPv6 endpoints are refused"),
+            ("\"2001:db8::1\"", "IPv6 endpoints are refused"),
+            (
+                "\"bad host!:51820\"",
+                "neither an IPv4 address nor a host name",
+            ),
+            (
+                "\"-x.example:51820\"",
+                "neither an IPv4 address nor a host name",
+            ),
+            ("\"1.2.3:51820\"", "neither an IPv4 address nor a host name"),
+            ("\"0.0.0.0:51820\"", "no address a peer can be reached at"),
+            ("\"224.0.0.1:51820\"", "no address a peer can be reached at"),
+            ("\"host.invalid:51820\"", "cannot resolve `host.invalid`"),
+            ("51820", "expected a string"),
+        ] {
+            let (text, line) = with_alice_endpoint(&fx, value);
+            let errs = match fx.parse(&text) {
+                Ok(_) => panic!("endpoint = {value} accepted"),
+                Err(e) => e.0,
+            };
+            assert_eq!(errs.len(), 1, "endpoint = {value}: {errs:?}");
+            let e = &errs[0];
+            assert_eq!(
+                (e.line, e.column, e.field.as_str()),
+                (line, 12, "peers[0].endpoint"),
+                "endpoint = {value}: {e}"
+            );
+            assert!(e.message.contains(needle), "endpoint = {value}: {e}");
+            assert!(
+                e.to_string().contains(&format!("gateway.toml:{line}:12")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_disabled_site_peer_is_accepted_unresolved_and_inert() {
+        let fx = Fixture::new();
+        // bob is disabled: his host name is not looked up ...
+        let text = fx.text.replacen(
+            "enabled = false",
+            "enabled = false\nendpoint = \"office.invalid:51820\"",
+            1,
+        );
+        let cfg = fx.parse(&text).unwrap();
+        assert_eq!(
+            cfg.peers[1].endpoint,
+            Some(PeerEndpoint {
+                text: "office.invalid:51820".into(),
+                addr: None
+            })
+        );
+        // ... and the running settings have no such peer.
+        let settings = crate::gateway::Settings::load(&cfg).unwrap();
+        assert!(settings.peers.iter().all(|p| p.name != "bob"));
+        assert!(settings.peers.iter().all(|p| p.endpoint.is_none()));
+        // A malformed one is still an error.
+        let text = fx.text.replacen(
+            "enabled = false",
+            "enabled = false\nendpoint = \"office\"",
+            1,
+        );
+        let errs = fx.parse(&text).unwrap_err().0;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "peers[1].endpoint");
+        assert!(errs[0].message.contains("has no port"), "{}", errs[0]);
+    }
+
+    #[test]
+    fn site_peers_get_their_keepalive_and_laptops_none() {
+        let fx = Fixture::new();
+        let (text, _) = with_alice_endpoint(&fx, "\"198.51.100.7:51820\"");
+        let text = text.replacen("enabled = false", "enabled = true", 1);
+        let cfg = fx.parse(&text).unwrap();
+        let settings = crate::gateway::Settings::load(&cfg).unwrap();
+        let alice = settings.peers.iter().find(|p| p.name == "alice").unwrap();
+        assert_eq!(alice.endpoint, Some("198.51.100.7:51820".parse().unwrap()));
+        assert_eq!(
+            alice.keepalive, DEFAULT_KEEPALIVE,
+            "site peers default to 25 s"
+        );
+        let bob = settings.peers.iter().find(|p| p.name == "bob").unwrap();
+        assert_eq!(bob.endpoint, None);
+        assert_eq!(bob.keepalive, 0, "the gateway only answers laptops");
     }
 }

@@ -230,6 +230,7 @@ mod tests {
             psk_file: None,
             private_key_file: None,
             keepalive: 25,
+            endpoint: None,
             dns: vec![],
             enabled,
         }

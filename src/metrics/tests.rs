@@ -56,6 +56,15 @@ fn sample() -> GatewayStatus {
             "loss": 0.0, "rtt_ms": null,
             "counters": {"rx_not_allowed": 0, "rx_invalid": 0, "tx_no_endpoint": 0,
                 "handshakes": 0, "rx_wire_bytes": 0, "tx_wire_bytes": 0}
+        }, {
+            "name": "office2", "public_key": "T0ZGSUNF", "has_psk": false,
+            "endpoint": "198.51.100.7:51820", "configured_endpoint": "198.51.100.7:51820",
+            "site": true, "allowed_ips": ["172.16.60.50/32"], "gateway_keepalive": 25,
+            "last_handshake_unix": [1764900000, 0], "last_handshake_age_secs": 30.0,
+            "session": true, "rx_bytes": 1000, "tx_bytes": 2000, "rx_payload_bytes": 0,
+            "tx_payload_bytes": 0, "loss": 0.0, "rtt_ms": 2,
+            "counters": {"rx_not_allowed": 0, "rx_invalid": 0, "tx_no_endpoint": 0,
+                "handshakes": 1, "rx_wire_bytes": 1000, "tx_wire_bytes": 2000}
         }],
         "wireguard": {"rx_malformed": 11, "rx_unknown_peer": 12, "rx_handshake_refused": 13,
             "cookies_sent": 14, "rx_handshake_limited": 15, "rx_handshake_processed": 16},
@@ -188,6 +197,13 @@ fn peers_carry_the_wireguard_exporter_names_and_labels() {
         0.0
     );
     assert_eq!(value(&text, &format!("ipiece_peer_up{bob}")), 0.0);
+    // A site peer says so, with its configured endpoint; laptops do not.
+    let office = r#"{interface="ipiece0",peer="office2",friendly_name="office2",public_key="T0ZGSUNF",allowed_ips="172.16.60.50/32",endpoint="198.51.100.7:51820"}"#;
+    assert_eq!(value(&text, &format!("ipiece_peer_site_info{office}")), 1.0);
+    assert!(
+        !text.contains("ipiece_peer_site_info{interface=\"ipiece0\",peer=\"alice\""),
+        "{text}"
+    );
 }
 
 #[test]

@@ -282,6 +282,7 @@ fn write_peers(
             private_key_file: None,
             keepalive: p.keepalive,
             dns: Vec::new(),
+            endpoint: None,
         })?;
         if !p.enabled {
             editor.set_peer_enabled(&p.name, false)?;

@@ -352,7 +352,7 @@ fn read_peer(
         plan.report.note(
             p,
             format!("{what}: endpoint {ep}"),
-            "not imported: the gateway never dials laptops, it answers them wherever they are",
+            "not imported: the gateway never dials laptops, it answers them wherever they are; for a site peer the gateway should dial, add `endpoint = \"host:port\"` to its [[peers]] table",
         );
     }
     let Some(address) = address else {

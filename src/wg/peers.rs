@@ -21,6 +21,15 @@
 //!    ([`Proof`]);
 //! 7. buffers of at least `len + 32` and 148 bytes.
 //!
+//! A site peer (one with a configured endpoint) is also the table's to
+//! bring up and keep up ([`PeerTable::tick`]): `Tunn` retransmits an
+//! initiation and rekeys a session on its own, but the first initiation and
+//! a new one after the session expired (REJECT_AFTER_TIME, a handshake given
+//! up after REKEY_ATTEMPT_TIME) or after [`silence_limit`] without an
+//! authenticated datagram (the remote end restarted and lost the session)
+//! are started here; so are persistent keepalives, on the caller's clock.
+//! A laptop (no endpoint configured) is only answered.
+//!
 //! Before any X25519 work a handshake message must pass boringtun's MAC and
 //! load check (mac1, and mac2 under load, else a cookie reply) and the
 //! per-source budget of [`HandshakeLimiter`] (whitepaper section 5.3).
@@ -64,6 +73,10 @@ pub struct PeerSettings {
     pub allowed_ips: Vec<IpNet>,
     /// Persistent keepalive in seconds, 0 = off.
     pub keepalive: u16,
+    /// A site peer's configured endpoint: the gateway initiates the
+    /// handshake to it and keeps the session up. `None` for a laptop, which
+    /// the gateway only answers.
+    pub endpoint: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for PeerSettings {
@@ -74,6 +87,7 @@ impl std::fmt::Debug for PeerSettings {
             .field("psk", &self.psk.as_ref().map(|_| "(hidden)"))
             .field("allowed_ips", &self.allowed_ips)
             .field("keepalive", &self.keepalive)
+            .field("endpoint", &self.endpoint)
             .finish()
     }
 }
@@ -126,8 +140,17 @@ pub struct PeerStatus {
     pub public_key: String,
     /// Whether a preshared key is in use (never the key itself).
     pub has_psk: bool,
-    /// Current endpoint (where the last authenticated datagram came from).
+    /// Current endpoint (where the last authenticated datagram came from,
+    /// else a site peer's configured endpoint).
     pub endpoint: Option<SocketAddr>,
+    /// A site peer's configured endpoint (as resolved when the file was
+    /// loaded); `None` for a laptop.
+    #[serde(default)]
+    pub configured_endpoint: Option<SocketAddr>,
+    /// Whether the peer is a site peer: the gateway initiates its handshakes
+    /// and keeps its session up.
+    #[serde(default)]
+    pub site: bool,
     /// Allowed IPs.
     pub allowed_ips: Vec<IpNet>,
     /// The gateway's own persistent keepalive towards the peer, seconds
@@ -167,6 +190,11 @@ struct Peer {
     /// jitter between queries).
     prev_since: Option<Duration>,
     last_handshake_at: Option<SystemTime>,
+    /// When an authenticated datagram last came from the peer, or when the
+    /// table first ticked this session (the start of the silence).
+    heard: Option<Instant>,
+    /// When the table last sent a persistent keepalive.
+    last_keepalive: Option<Instant>,
 }
 
 /// The peers of one WireGuard interface.
@@ -259,7 +287,9 @@ impl PeerTable {
             self.private.clone(),
             PublicKey::from(s.public_key.0),
             s.psk.as_ref().map(|k| k.0),
-            (s.keepalive > 0).then_some(s.keepalive),
+            // Persistent keepalives are sent by the table on the caller's
+            // clock ([`Peer::keep_alive`]), not by `Tunn`'s own.
+            None,
             index,
             Some(self.rate_limiter.clone()),
         )
@@ -275,13 +305,15 @@ impl PeerTable {
         self.peers.insert(
             index,
             Peer {
-                settings: s,
                 index,
                 tunn,
-                endpoint: None,
+                endpoint: s.endpoint,
+                settings: s,
                 counters: PeerCounters::default(),
                 prev_since: None,
                 last_handshake_at: None,
+                heard: None,
+                last_keepalive: None,
             },
         );
     }
@@ -295,8 +327,9 @@ impl PeerTable {
 
     /// Makes the table match `wanted`, touching only what differs: a peer is
     /// identified by its public key; unchanged peers keep their session,
-    /// endpoint and counters; a changed PSK or keepalive restarts the
-    /// session; removed peers are cut at once.
+    /// endpoint and counters; a changed PSK, keepalive or configured
+    /// endpoint restarts the session (a site peer's is initiated again at
+    /// the next tick); removed peers are cut at once.
     pub fn apply(&mut self, wanted: Vec<PeerSettings>) -> ApplyReport {
         let mut report = ApplyReport::default();
         let wanted_keys: std::collections::HashSet<[u8; 32]> =
@@ -325,12 +358,17 @@ impl PeerTable {
                 report.unchanged += 1;
                 continue;
             }
-            if cur.psk != s.psk || cur.keepalive != s.keepalive {
+            if cur.psk != s.psk || cur.keepalive != s.keepalive || cur.endpoint != s.endpoint {
                 let tunn = self.new_tunn(&s, index);
                 let p = self.peers.get_mut(&index).expect("indexed peer");
                 p.tunn = tunn;
                 p.prev_since = None;
-                tracing::info!(peer = %s.name, "peer's PSK or keepalive changed, session restarted");
+                p.heard = None;
+                p.last_keepalive = None;
+                if s.endpoint.is_some() {
+                    p.endpoint = s.endpoint;
+                }
+                tracing::info!(peer = %s.name, "peer's PSK, keepalive or endpoint changed, session restarted");
                 report.restarted.push(s.name.clone());
             } else {
                 tracing::info!(peer = %s.name, "peer updated in place");
@@ -406,6 +444,7 @@ impl PeerTable {
         let proof = Proof::of(kind, &result);
         if proof == Proof::Authenticated {
             peer.counters.rx_wire_bytes += data.len() as u64;
+            peer.heard = Some(now);
             peer.roam(from);
         }
         match result {
@@ -532,7 +571,8 @@ impl PeerTable {
         true
     }
 
-    /// Runs the timers of every peer (call every 100-250 ms), resets the
+    /// Runs the timers of every peer (call every 100-250 ms), brings site
+    /// peers up and keeps them up, sends persistent keepalives, resets the
     /// rate limiter and collects the per-source table once a second.
     pub fn tick(&mut self, now: Instant, wall: SystemTime, buf: &mut [u8], io: &mut impl Io) {
         if self
@@ -550,6 +590,8 @@ impl PeerTable {
                         peer.counters.tx_wire_bytes += out.len() as u64;
                         io.send_udp(UdpPort::WireGuard, ep, out);
                     }
+                    peer.observe_handshake(wall);
+                    continue;
                 }
                 TunnResult::Err(WireGuardError::ConnectionExpired) => {
                     tracing::debug!(peer = %peer.settings.name, "session expired");
@@ -558,6 +600,9 @@ impl PeerTable {
                     tracing::debug!(peer = %peer.settings.name, error = %wg_err(&e), "timer error");
                 }
                 _ => {}
+            }
+            if !peer.keep_site_up(now, buf, io) {
+                peer.keep_alive(now, buf, io);
             }
             peer.observe_handshake(wall);
         }
@@ -651,7 +696,79 @@ impl Proof {
     }
 }
 
+/// How long a site peer's session may go without an authenticated datagram
+/// from the peer before the gateway starts a new handshake: two keepalive
+/// intervals and REKEY_TIMEOUT (5 s). A peer that sends keepalives of its own
+/// never reaches it; one that only answers gets a handshake per interval of
+/// silence, which also proves it is there. `None` with keepalives off (then
+/// only the session's expiry, REJECT_AFTER_TIME, starts a new one).
+pub fn silence_limit(keepalive: u16) -> Option<Duration> {
+    (keepalive > 0).then(|| Duration::from_secs(2 * u64::from(keepalive) + 5))
+}
+
 impl Peer {
+    /// A site peer's duties at a tick: with no session (the first one, or
+    /// the last expired or was given up), or after [`silence_limit`], start
+    /// a handshake to the configured endpoint unless one is under way
+    /// (`Tunn` then retransmits it every REKEY_TIMEOUT). Returns whether a
+    /// datagram went out (then no keepalive is due).
+    fn keep_site_up(&mut self, now: Instant, buf: &mut [u8], io: &mut impl Io) -> bool {
+        let Some(configured) = self.settings.endpoint else {
+            return false;
+        };
+        let heard = *self.heard.get_or_insert(now);
+        let why = if self.tunn.time_since_last_handshake().is_none() {
+            "no session"
+        } else if silence_limit(self.settings.keepalive)
+            .is_some_and(|limit| now.saturating_duration_since(heard) >= limit)
+        {
+            "no answer from the peer"
+        } else {
+            return false;
+        };
+        match self.tunn.format_handshake_initiation(buf, false) {
+            TunnResult::WriteToNetwork(out) => {
+                // A session that is gone falls back to the address the
+                // operator configured; roaming moves it again once the
+                // peer answers from elsewhere.
+                self.endpoint = Some(configured);
+                self.counters.tx_wire_bytes += out.len() as u64;
+                io.send_udp(UdpPort::WireGuard, configured, out);
+                tracing::debug!(peer = %self.settings.name, endpoint = %configured, why, "handshake initiated");
+                true
+            }
+            TunnResult::Err(e) => {
+                tracing::debug!(peer = %self.settings.name, error = %wg_err(&e), "cannot initiate a handshake");
+                false
+            }
+            // One is under way.
+            _ => false,
+        }
+    }
+
+    /// Sends a persistent keepalive when the peer has a session, an
+    /// endpoint and a keepalive interval, and neither side sent the other
+    /// anything authenticated for that long (by the table's count: what it
+    /// heard, and its own keepalives).
+    fn keep_alive(&mut self, now: Instant, buf: &mut [u8], io: &mut impl Io) {
+        let (Some(ep), true) = (self.endpoint, self.settings.keepalive > 0) else {
+            return;
+        };
+        if self.tunn.time_since_last_handshake().is_none() {
+            return;
+        }
+        let interval = Duration::from_secs(u64::from(self.settings.keepalive));
+        let last = self.heard.into_iter().chain(self.last_keepalive).max();
+        if last.is_none_or(|t| now.saturating_duration_since(t) < interval) {
+            return;
+        }
+        if let TunnResult::WriteToNetwork(out) = self.tunn.encapsulate(&[], buf) {
+            self.counters.tx_wire_bytes += out.len() as u64;
+            io.send_udp(UdpPort::WireGuard, ep, out);
+            self.last_keepalive = Some(now);
+        }
+    }
+
     /// Sends what `Tunn` queued while the handshake was pending, to the
     /// endpoint that just authenticated.
     fn flush_queue(&mut self, to: SocketAddr, buf: &mut [u8], io: &mut impl Io) {
@@ -710,6 +827,8 @@ impl Peer {
             public_key: self.settings.public_key.to_string(),
             has_psk: self.settings.psk.is_some(),
             endpoint: self.endpoint,
+            configured_endpoint: self.settings.endpoint,
+            site: self.settings.endpoint.is_some(),
             allowed_ips: self.settings.allowed_ips.clone(),
             gateway_keepalive: self.settings.keepalive,
             last_handshake_unix: unix,
@@ -725,6 +844,9 @@ impl Peer {
         }
     }
 }
+
+#[cfg(test)]
+mod site_tests;
 
 #[cfg(test)]
 mod tests {
