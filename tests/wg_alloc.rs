@@ -167,6 +167,7 @@ impl World {
                 psk: None,
                 allowed_ips: vec!["172.16.60.2/32".parse().unwrap()],
                 keepalive: 0,
+                endpoint: None,
             }],
             control_socket: "/nonexistent/alloc.sock".into(),
             tunnels: Vec::new(),
