@@ -9,5 +9,6 @@ pub mod kernel;
 pub mod lan;
 pub mod metrics;
 pub mod run;
+pub mod udp;
 
 pub use run::{run, DaemonError};

@@ -11,8 +11,9 @@ use crate::dataplane::firewall::{fill_kernel_counters, FirewallError, FirewallSh
 use crate::dataplane::kernel::{self, Routes};
 use crate::dataplane::lan::{LanError, LanShell};
 use crate::dataplane::metrics::{ListenError, MetricsShell, Scrape};
+use crate::dataplane::udp;
 use crate::gateway::{Gateway, GatewayStatus, Settings, TICK};
-use crate::output::{Io, UdpPort};
+use crate::output::{Io, SendQueue, UdpPort, GSO_MAX_SEGMENTS};
 use crate::wire::natt;
 use std::io;
 use std::net::SocketAddr;
@@ -84,25 +85,54 @@ enum Ctl {
     UapiGet(oneshot::Sender<String>),
 }
 
+/// The cores' output on the sockets and the TUN. Datagrams are queued
+/// during one wake-up of the loop and sent at its end ([`ShellIo::flush`]),
+/// runs of them in one system call each (UDP GSO, [`udp::send_run`]); TUN
+/// packets are written at once.
 struct ShellIo<'a> {
     udp: &'a UdpSocket,
     ike: Option<&'a UdpSocket>,
     natt: Option<&'a UdpSocket>,
     tun: &'a AsyncDevice,
+    queue: SendQueue,
+    /// Datagrams per send: [`GSO_MAX_SEGMENTS`], or 1 once the kernel
+    /// refused segmentation offload.
+    gso_segments: usize,
     /// Datagrams and packets dropped on full buffers.
     drops: u64,
 }
 
+/// Queued datagrams that make the loop send before the wake-up ends.
+const QUEUE_DATAGRAMS: usize = 256;
+
+impl ShellIo<'_> {
+    /// Sends the queued datagrams, in order.
+    fn flush(&mut self) {
+        if self.queue.is_empty() {
+            return;
+        }
+        for run in self.queue.runs(self.gso_segments) {
+            let sock = match run.port {
+                UdpPort::WireGuard => Some(self.udp),
+                UdpPort::Ike => self.ike,
+                UdpPort::NatT => self.natt,
+            };
+            match sock {
+                Some(s) => {
+                    udp::send_run(s, &run, &mut self.gso_segments, &mut self.drops);
+                }
+                None => self.drops += run.count as u64,
+            }
+        }
+        self.queue.clear();
+    }
+}
+
 impl Io for ShellIo<'_> {
     fn send_udp(&mut self, from: UdpPort, dst: SocketAddr, datagram: &[u8]) {
-        let sock = match from {
-            UdpPort::WireGuard => Some(self.udp),
-            UdpPort::Ike => self.ike,
-            UdpPort::NatT => self.natt,
-        };
-        match sock {
-            Some(s) if s.try_send_to(datagram, dst).is_ok() => {}
-            _ => self.drops += 1,
+        self.queue.push(from, dst, datagram);
+        if self.queue.len() >= QUEUE_DATAGRAMS {
+            self.flush();
         }
     }
     fn write_tun(&mut self, packet: &[u8]) {
@@ -535,6 +565,12 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
         ike: ike_sock.as_ref(),
         natt: natt_sock.as_ref(),
         tun: &tun,
+        queue: SendQueue::default(),
+        gso_segments: if udp::gso_supported(&udp) {
+            GSO_MAX_SEGMENTS
+        } else {
+            1
+        },
         drops: 0,
     };
     let mut tick = tokio::time::interval(TICK);
@@ -672,8 +708,10 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break; }
         }
+        io.flush();
     }
     gw.shutdown(Instant::now(), &mut io);
+    io.flush();
     let drops = io.drops;
     drop(metrics);
     lan.stop().await;
