@@ -11,6 +11,7 @@ use crate::dataplane::firewall::{fill_kernel_counters, FirewallError, FirewallSh
 use crate::dataplane::kernel::{self, Routes};
 use crate::dataplane::lan::{LanError, LanShell};
 use crate::dataplane::metrics::{ListenError, MetricsShell, Scrape};
+use crate::dataplane::tun::{TunIn, TunOut};
 use crate::dataplane::udp;
 use crate::gateway::{Gateway, GatewayStatus, Settings, TICK};
 use crate::output::{Io, SendQueue, UdpPort, GSO_MAX_SEGMENTS};
@@ -87,14 +88,15 @@ enum Ctl {
 
 /// The cores' output on the sockets and the TUN. Datagrams are queued
 /// during one wake-up of the loop and sent at its end ([`ShellIo::flush`]),
-/// runs of them in one system call each (UDP GSO, [`udp::send_run`]); TUN
-/// packets are written at once.
+/// runs of them in one system call each (UDP GSO, [`udp::send_run`]); so
+/// are TUN packets, coalesced by the TUN's offload ([`tun::TunOut`]).
 struct ShellIo<'a> {
     udp: &'a UdpSocket,
     ike: Option<&'a UdpSocket>,
     natt: Option<&'a UdpSocket>,
     tun: &'a AsyncDevice,
     queue: SendQueue,
+    tun_out: TunOut,
     /// Datagrams per send: [`GSO_MAX_SEGMENTS`], or 1 once the kernel
     /// refused segmentation offload.
     gso_segments: usize,
@@ -102,12 +104,14 @@ struct ShellIo<'a> {
     drops: u64,
 }
 
-/// Queued datagrams that make the loop send before the wake-up ends.
+/// Queued datagrams (or TUN packets) that make the loop send before the
+/// wake-up ends.
 const QUEUE_DATAGRAMS: usize = 256;
 
 impl ShellIo<'_> {
-    /// Sends the queued datagrams, in order.
+    /// Writes the queued TUN packets and sends the queued datagrams.
     fn flush(&mut self) {
+        self.tun_out.flush(self.tun, &mut self.drops);
         if self.queue.is_empty() {
             return;
         }
@@ -136,8 +140,9 @@ impl Io for ShellIo<'_> {
         }
     }
     fn write_tun(&mut self, packet: &[u8]) {
-        if self.tun.try_send(packet).is_err() {
-            self.drops += 1;
+        self.tun_out.push(packet);
+        if self.tun_out.len() >= QUEUE_DATAGRAMS {
+            self.tun_out.flush(self.tun, &mut self.drops);
         }
     }
 }
@@ -516,6 +521,7 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
             source,
         },
     )?;
+    let mut tun_in = TunIn::new(settings.mtu);
     let mut routes = Routes::new(&settings.tun_name);
     for e in routes.sync(&settings.remote_prefixes) {
         tracing::warn!(error = %e, "route install");
@@ -556,7 +562,6 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
     let mut udp_buf = vec![0u8; BUF];
     let mut ike_buf = vec![0u8; BUF];
     let mut natt_buf = vec![0u8; BUF];
-    let mut tun_buf = vec![0u8; BUF];
     let mut work = vec![0u8; BUF + 256];
     // The cores' output, for the whole run: the sockets, the TUN, and the
     // count of what full buffers dropped.
@@ -566,6 +571,7 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
         natt: natt_sock.as_ref(),
         tun: &tun,
         queue: SendQueue::default(),
+        tun_out: TunOut::default(),
         gso_segments: if udp::gso_supported(&udp) {
             GSO_MAX_SEGMENTS
         } else {
@@ -593,19 +599,21 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
                     if n < BATCH { next = Some(udp.try_recv_from(&mut udp_buf)); }
                 }
             }
-            r = tun.recv(&mut tun_buf) => {
+            r = tun_in.recv(&tun) => {
                 let mut next = Some(r);
                 let mut n = 0;
                 while let Some(r) = next.take() {
                     match r {
-                        Ok(len) => {
-                            gw.handle_tun_packet(&mut tun_buf[..len], &mut work, &mut io);
+                        Ok(count) => {
+                            for i in 0..count {
+                                gw.handle_tun_packet(tun_in.packet(i), &mut work, &mut io);
+                            }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) => { tracing::warn!(error = %e, "tun recv"); break; }
                     }
                     n += 1;
-                    if n < BATCH { next = Some(tun.try_recv(&mut tun_buf)); }
+                    if n < BATCH { next = Some(tun_in.try_recv(&tun)); }
                 }
             }
             r = recv_opt(ike_sock.as_ref(), &mut ike_buf) => {
