@@ -11,7 +11,8 @@
 //! - A 1472-byte ping (a 1500-byte packet) from the LAN host, MTU 1500, to
 //!   the VPC host is answered, and so is one from the laptop; a 10 MiB TCP
 //!   transfer from the LAN host to the VPC host completes (python3 sockets:
-//!   the receiver counts every byte).
+//!   the receiver counts every byte), and so does one from the laptop to
+//!   the LAN host (the TUN's offload coalesces its segments).
 //! - With `ipsec.tunnel_mtu = 1400` (below the TUN's 1420, so that the core
 //!   and not the kernel must act), no packet from the LAN or the laptop
 //!   leaves the VGW towards the VPC larger than 1400 bytes: the core
@@ -341,6 +342,11 @@ fn syns_are_clamped_and_big_packets_cross_the_tunnel_from_lan_and_laptop() {
 
     let at_vpc = stop_ipv4(vpc_cap, t.vgw());
     let at_lap = stop_ipv4(lap_cap, lap);
+    // Bulk TCP from the laptop into the LAN: the decrypted segments of one
+    // flow reach the TUN in batches, which its offload coalesces (GRO);
+    // every byte must arrive (after the captures, whose SYNs are counted).
+    tcp_sink(&t.lan, &t.dir.path, "lan");
+    tcp_send(lap, LAN_HOST, 10 << 20, "laptop -> LAN host, 10 MiB");
 
     // SYNs towards the VPC, from the LAN (MSS 1460) and the laptop (1380).
     assert_mss_at_most(&at_vpc, LAN_HOST, false, TCP_MSS, "VPC side of the VGW");

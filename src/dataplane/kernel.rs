@@ -18,13 +18,33 @@ pub const TUN_TX_QUEUE_LEN: u32 = 4096;
 /// Creates the TUN `name` with `address` (the gateway address and the
 /// WireGuard subnet's length, which also installs the connected route) and
 /// `mtu`, and brings it up.
+///
+/// The TUN is opened with offload (`IFF_VNET_HDR`, TSO and, on Linux 6.2+,
+/// USO): the kernel hands over TCP and UDP super-packets of up to 64 KiB
+/// that the shell splits, and takes coalesced ones back, so one system call
+/// carries dozens of packets. A kernel that refuses it gets a TUN without
+/// offload, with one log line.
 pub fn create_tun(name: &str, address: IpNet, mtu: u16) -> io::Result<AsyncDevice> {
+    match build_tun(name, address, mtu, true) {
+        Ok(dev) => {
+            tracing::info!(tun = name, udp = dev.udp_gso(), "TUN offload on: TCP segmentation and receive coalescing (and UDP where the kernel has it)");
+            Ok(dev)
+        }
+        Err(e) => {
+            tracing::warn!(tun = name, error = %e, "TUN offload refused by the kernel: one system call per packet");
+            build_tun(name, address, mtu, false)
+        }
+    }
+}
+
+fn build_tun(name: &str, address: IpNet, mtu: u16, offload: bool) -> io::Result<AsyncDevice> {
     // The kernel queues packets for the TUN until ipieced reads them; the
     // default 500 overflows under bursts from the LAN (measured by
     // scripts/bench.sh: TCP retransmits equal to the TUN's drops).
     let b = DeviceBuilder::new()
         .name(name)
         .mtu(mtu)
+        .offload(offload)
         .tx_queue_len(TUN_TX_QUEUE_LEN);
     let b = match address {
         IpNet::V4(a) => b.ipv4(a.addr(), a.prefix_len(), None),

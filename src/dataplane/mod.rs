@@ -9,5 +9,7 @@ pub mod kernel;
 pub mod lan;
 pub mod metrics;
 pub mod run;
+pub mod tun;
+pub mod udp;
 
 pub use run::{run, DaemonError};

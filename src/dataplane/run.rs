@@ -11,8 +11,10 @@ use crate::dataplane::firewall::{fill_kernel_counters, FirewallError, FirewallSh
 use crate::dataplane::kernel::{self, Routes};
 use crate::dataplane::lan::{LanError, LanShell};
 use crate::dataplane::metrics::{ListenError, MetricsShell, Scrape};
+use crate::dataplane::tun::{TunIn, TunOut};
+use crate::dataplane::udp;
 use crate::gateway::{Gateway, GatewayStatus, Settings, TICK};
-use crate::output::{Io, UdpPort};
+use crate::output::{Io, SendQueue, UdpPort, GSO_MAX_SEGMENTS};
 use crate::wire::natt;
 use std::io;
 use std::net::SocketAddr;
@@ -84,30 +86,63 @@ enum Ctl {
     UapiGet(oneshot::Sender<String>),
 }
 
+/// The cores' output on the sockets and the TUN. Datagrams are queued
+/// during one wake-up of the loop and sent at its end ([`ShellIo::flush`]),
+/// runs of them in one system call each (UDP GSO, [`udp::send_run`]); so
+/// are TUN packets, coalesced by the TUN's offload ([`tun::TunOut`]).
 struct ShellIo<'a> {
     udp: &'a UdpSocket,
     ike: Option<&'a UdpSocket>,
     natt: Option<&'a UdpSocket>,
     tun: &'a AsyncDevice,
+    queue: SendQueue,
+    tun_out: TunOut,
+    /// Datagrams per send: [`GSO_MAX_SEGMENTS`], or 1 once the kernel
+    /// refused segmentation offload.
+    gso_segments: usize,
     /// Datagrams and packets dropped on full buffers.
     drops: u64,
 }
 
+/// Queued datagrams (or TUN packets) that make the loop send before the
+/// wake-up ends.
+const QUEUE_DATAGRAMS: usize = 256;
+
+impl ShellIo<'_> {
+    /// Writes the queued TUN packets and sends the queued datagrams.
+    fn flush(&mut self) {
+        self.tun_out.flush(self.tun, &mut self.drops);
+        if self.queue.is_empty() {
+            return;
+        }
+        for run in self.queue.runs(self.gso_segments) {
+            let sock = match run.port {
+                UdpPort::WireGuard => Some(self.udp),
+                UdpPort::Ike => self.ike,
+                UdpPort::NatT => self.natt,
+            };
+            match sock {
+                Some(s) => {
+                    udp::send_run(s, &run, &mut self.gso_segments, &mut self.drops);
+                }
+                None => self.drops += run.count as u64,
+            }
+        }
+        self.queue.clear();
+    }
+}
+
 impl Io for ShellIo<'_> {
     fn send_udp(&mut self, from: UdpPort, dst: SocketAddr, datagram: &[u8]) {
-        let sock = match from {
-            UdpPort::WireGuard => Some(self.udp),
-            UdpPort::Ike => self.ike,
-            UdpPort::NatT => self.natt,
-        };
-        match sock {
-            Some(s) if s.try_send_to(datagram, dst).is_ok() => {}
-            _ => self.drops += 1,
+        self.queue.push(from, dst, datagram);
+        if self.queue.len() >= QUEUE_DATAGRAMS {
+            self.flush();
         }
     }
     fn write_tun(&mut self, packet: &[u8]) {
-        if self.tun.try_send(packet).is_err() {
-            self.drops += 1;
+        self.tun_out.push(packet);
+        if self.tun_out.len() >= QUEUE_DATAGRAMS {
+            self.tun_out.flush(self.tun, &mut self.drops);
         }
     }
 }
@@ -486,6 +521,7 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
             source,
         },
     )?;
+    let mut tun_in = TunIn::new(settings.mtu);
     let mut routes = Routes::new(&settings.tun_name);
     for e in routes.sync(&settings.remote_prefixes) {
         tracing::warn!(error = %e, "route install");
@@ -526,7 +562,6 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
     let mut udp_buf = vec![0u8; BUF];
     let mut ike_buf = vec![0u8; BUF];
     let mut natt_buf = vec![0u8; BUF];
-    let mut tun_buf = vec![0u8; BUF];
     let mut work = vec![0u8; BUF + 256];
     // The cores' output, for the whole run: the sockets, the TUN, and the
     // count of what full buffers dropped.
@@ -535,6 +570,13 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
         ike: ike_sock.as_ref(),
         natt: natt_sock.as_ref(),
         tun: &tun,
+        queue: SendQueue::default(),
+        tun_out: TunOut::default(),
+        gso_segments: if udp::gso_supported(&udp) {
+            GSO_MAX_SEGMENTS
+        } else {
+            1
+        },
         drops: 0,
     };
     let mut tick = tokio::time::interval(TICK);
@@ -557,19 +599,21 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
                     if n < BATCH { next = Some(udp.try_recv_from(&mut udp_buf)); }
                 }
             }
-            r = tun.recv(&mut tun_buf) => {
+            r = tun_in.recv(&tun) => {
                 let mut next = Some(r);
                 let mut n = 0;
                 while let Some(r) = next.take() {
                     match r {
-                        Ok(len) => {
-                            gw.handle_tun_packet(&mut tun_buf[..len], &mut work, &mut io);
+                        Ok(count) => {
+                            for i in 0..count {
+                                gw.handle_tun_packet(tun_in.packet(i), &mut work, &mut io);
+                            }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) => { tracing::warn!(error = %e, "tun recv"); break; }
                     }
                     n += 1;
-                    if n < BATCH { next = Some(tun.try_recv(&mut tun_buf)); }
+                    if n < BATCH { next = Some(tun_in.try_recv(&tun)); }
                 }
             }
             r = recv_opt(ike_sock.as_ref(), &mut ike_buf) => {
@@ -672,8 +716,10 @@ pub async fn run(path: PathBuf, cfg: Config, state_dir: PathBuf) -> Result<(), D
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break; }
         }
+        io.flush();
     }
     gw.shutdown(Instant::now(), &mut io);
+    io.flush();
     let drops = io.drops;
     drop(metrics);
     lan.stop().await;
