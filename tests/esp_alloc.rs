@@ -18,7 +18,7 @@
 //! sealed.
 
 use ipiece::esp::ChildSa;
-use ipiece::gateway::{Io, UdpPort};
+use ipiece::output::{Io, UdpPort};
 use ipiece::ike::crypto::{Encr, EspCipher, Integ, SecretBytes};
 use ipiece::ike::proposal::{Proposal, Protocol};
 use ipiece::ike::IkeConfig;
