@@ -58,6 +58,11 @@ use std::time::{Duration, Instant, SystemTime};
 /// `Tunn`), so this is about 100 initiations a second.
 pub(crate) const HANDSHAKE_RATE_LIMIT: u64 = 200;
 
+/// Up to this many peers added or removed by one [`PeerTable::apply`] are
+/// logged one by one at info; more (a start with 10,000 laptops) are
+/// logged one by one at debug, with one info line for the count.
+const LOG_EACH_UP_TO: usize = 32;
+
 /// Smallest buffer `Tunn` accepts for handshake messages.
 pub const MIN_BUF: usize = 148;
 
@@ -325,15 +330,29 @@ impl PeerTable {
             .filter(|p| !wanted_keys.contains(&p.settings.public_key.0))
             .map(|p| p.index)
             .collect();
+        let each = gone.len() <= LOG_EACH_UP_TO;
         for index in gone {
             if let Some(p) = self.remove_index(index) {
-                tracing::info!(peer = %p.settings.name, "peer removed, session cut");
+                if each {
+                    tracing::info!(peer = %p.settings.name, "peer removed, session cut");
+                } else {
+                    tracing::debug!(peer = %p.settings.name, "peer removed, session cut");
+                }
                 report.removed.push(p.settings.name);
             }
         }
+        let adding = wanted
+            .iter()
+            .filter(|s| !self.by_key.contains_key(&s.public_key.0))
+            .count();
+        let each = adding <= LOG_EACH_UP_TO;
         for s in wanted {
             let Some(&index) = self.by_key.get(&s.public_key.0) else {
-                tracing::info!(peer = %s.name, allowed_ips = ?s.allowed_ips, "peer added");
+                if each {
+                    tracing::info!(peer = %s.name, allowed_ips = ?s.allowed_ips, "peer added");
+                } else {
+                    tracing::debug!(peer = %s.name, allowed_ips = ?s.allowed_ips, "peer added");
+                }
                 report.added.push(s.name.clone());
                 self.insert(s);
                 continue;
@@ -360,6 +379,13 @@ impl PeerTable {
                 self.allowed.insert(*net, index);
             }
             self.peers.get_mut(&index).expect("indexed peer").settings = s;
+        }
+        if report.removed.len() > LOG_EACH_UP_TO || report.added.len() > LOG_EACH_UP_TO {
+            tracing::info!(
+                added = report.added.len(),
+                removed = report.removed.len(),
+                "peers added and removed (one by one at debug level)"
+            );
         }
         report
     }
