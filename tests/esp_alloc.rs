@@ -18,11 +18,11 @@
 //! sealed.
 
 use ipiece::esp::ChildSa;
-use ipiece::output::{Io, UdpPort};
 use ipiece::ike::crypto::{Encr, EspCipher, Integ, SecretBytes};
 use ipiece::ike::proposal::{Proposal, Protocol};
 use ipiece::ike::IkeConfig;
 use ipiece::ipsec::{SealOutcome, TunnelSettings, TunnelState, Tunnels};
+use ipiece::output::{Io, UdpPort};
 use ipiece::wire::{natt, Identity};
 use rand_core::OsRng;
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -1,7 +1,7 @@
 //! `ipieced`: the gateway daemon, in the foreground (systemd runs it as is).
 
 use clap::{Parser, ValueEnum};
-use ipiece::config::Config;
+use ipiece::config::{ClientKeys, Config};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,7 +44,9 @@ fn main() -> ExitCode {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-    let cfg = match Config::load(&args.config) {
+    // The daemon never reads the laptops' private key files (`wgctl check`
+    // does).
+    let cfg = match Config::load_with(&args.config, ClientKeys::Skip) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ipieced: configuration rejected:\n{e}");

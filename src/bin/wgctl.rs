@@ -7,7 +7,7 @@ use ipiece::aws::import::{self as aws_import, ImportOptions, VpnConfiguration};
 use ipiece::aws::plan as aws_plan;
 use ipiece::config::edit::{next_free_address, ConfigEditor, EditError, NewPeer};
 use ipiece::config::{
-    generate_private_key, public_key, read_key_file, write_secret_file, Config, Key,
+    generate_private_key, public_key, read_key_file, write_secret_file, ClientKeys, Config, Key,
 };
 use ipiece::control::client::{self, ClientError};
 use ipiece::control::{Request, Response};
@@ -489,9 +489,14 @@ fn load(path: &Path) -> Result<Config> {
 /// The daemon's control socket, read loosely so that a file that no longer
 /// validates still reaches the daemon (which then reports the errors).
 fn control_socket(path: &Path) -> PathBuf {
-    if let Ok(cfg) = Config::load(path) {
+    if let Ok(cfg) = Config::load_with(path, ClientKeys::Skip) {
         return cfg.gateway.control_socket;
     }
+    loose_control_socket(path)
+}
+
+/// `gateway.control_socket` read from the file without validating it.
+fn loose_control_socket(path: &Path) -> PathBuf {
     let loose = std::fs::read_to_string(path)
         .ok()
         .and_then(|t| t.parse::<toml_edit::DocumentMut>().ok())
@@ -539,7 +544,13 @@ fn print_reload(o: &ipiece::gateway::ApplyOutcome) {
 /// Applies the file to the daemon if one is running; a daemon that is not
 /// running is not an error (the file is the source of truth).
 fn apply_to_daemon(path: &Path) -> Result<()> {
-    match client::request(&control_socket(path), &Request::Reload, DAEMON_TIMEOUT) {
+    apply_to_daemon_at(&control_socket(path))
+}
+
+/// [`apply_to_daemon`] through `socket`, the control socket of the
+/// configuration just written (no need to read the file again).
+fn apply_to_daemon_at(socket: &Path) -> Result<()> {
+    match client::request(socket, &Request::Reload, DAEMON_TIMEOUT) {
         Ok(Response::Reloaded(o)) => {
             eprint!("ipieced: ");
             let p = &o.peers;
@@ -567,10 +578,11 @@ fn apply_to_daemon(path: &Path) -> Result<()> {
 /// Locks the file for an edit and reads it; an edit starts only from a
 /// valid file.
 fn open_editor(path: &Path) -> Result<(ConfigEditor, Config)> {
-    let editor = ConfigEditor::open(path).map_err(|e| e.to_string())?;
-    let cfg = editor
-        .config()
-        .map_err(|e| format!("{} is invalid; fix it first:\n{e}", path.display()))?;
+    // The laptops' stored private keys are checked by `wgctl check` and
+    // `export`, not by every edit (an X25519 multiplication each).
+    let (editor, cfg) =
+        ConfigEditor::open_checked(path, ClientKeys::Skip).map_err(|e| e.to_string())?;
+    let cfg = cfg.map_err(|e| format!("{} is invalid; fix it first:\n{e}", path.display()))?;
     Ok((editor, cfg))
 }
 
@@ -733,17 +745,19 @@ fn add_peer(
     let res = editor
         .add_peer(&new)
         .map_err(|e| e.to_string())
-        .and_then(|()| editor.commit().map_err(|e| e.to_string()));
-    if let Err(e) = res {
-        cleanup(&created);
-        return Err(e);
-    }
+        .and_then(|()| editor.commit_config().map_err(|e| e.to_string()));
+    let cfg = match res {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            cleanup(&created);
+            return Err(e);
+        }
+    };
     eprintln!(
         "added peer {name} with address {address} to {}",
         path.display()
     );
-    let applied = apply_to_daemon(path);
-    let cfg = load(path)?;
+    let applied = apply_to_daemon_at(&cfg.gateway.control_socket);
     emit_client(&cfg, name, private.as_ref(), output, qr)?;
     applied
 }
@@ -1088,7 +1102,7 @@ fn remove_peer(path: &Path, name: &str) -> Result<()> {
         .ok_or_else(|| format!("no peer named {name:?} in {}", path.display()))?
         .clone();
     editor.remove_peer(name).map_err(|e| e.to_string())?;
-    editor.commit().map_err(|e| e.to_string())?;
+    let cfg = editor.commit_config().map_err(|e| e.to_string())?;
     eprintln!("removed peer {name} from {}", path.display());
     // The peer's secrets are useless now; do not leave them lying around.
     for f in [&peer.private_key_file, &peer.psk_file]
@@ -1099,7 +1113,7 @@ fn remove_peer(path: &Path, name: &str) -> Result<()> {
             eprintln!("deleted {}", f.display());
         }
     }
-    apply_to_daemon(path)
+    apply_to_daemon_at(&cfg.gateway.control_socket)
 }
 
 fn set_enabled(path: &Path, name: &str, enabled: bool) -> Result<()> {
@@ -1110,17 +1124,18 @@ fn set_enabled(path: &Path, name: &str, enabled: bool) -> Result<()> {
     editor
         .set_peer_enabled(name, enabled)
         .map_err(|e| e.to_string())?;
-    editor.commit().map_err(|e| e.to_string())?;
+    let cfg = editor.commit_config().map_err(|e| e.to_string())?;
     eprintln!(
         "peer {name} {} in {}",
         if enabled { "enabled" } else { "disabled" },
         path.display()
     );
-    apply_to_daemon(path)
+    apply_to_daemon_at(&cfg.gateway.control_socket)
 }
 
 fn list_peers(path: &Path) -> Result<()> {
-    let cfg = load(path)?;
+    let cfg = Config::load_with(path, ClientKeys::Skip)
+        .map_err(|e| format!("{} is invalid:\n{e}", path.display()))?;
     println!(
         "{:<20} {:<18} {:<8} {:<4} {:<9} {:<44} ENDPOINT",
         "NAME", "ADDRESS", "ENABLED", "PSK", "KEEPALIVE", "PUBLIC KEY"
@@ -1166,7 +1181,15 @@ fn human_age(secs: f64) -> String {
 }
 
 fn status(path: &Path, json: bool) -> Result<()> {
-    let st: GatewayStatus = match ask(path, &Request::Status)? {
+    // Read once: the control socket, and below the peers disabled in it.
+    let loaded = Config::load_with(path, ClientKeys::Skip);
+    let socket = match &loaded {
+        Ok(cfg) => cfg.gateway.control_socket.clone(),
+        Err(_) => loose_control_socket(path),
+    };
+    let answer =
+        client::request(&socket, &Request::Status, DAEMON_TIMEOUT).map_err(|e| e.to_string())?;
+    let st: GatewayStatus = match answer {
         Response::Status(s) => *s,
         Response::Error { message } => return Err(message),
         other => return Err(format!("unexpected answer from ipieced: {other:?}")),
@@ -1187,8 +1210,12 @@ fn status(path: &Path, json: bool) -> Result<()> {
         "  {:<18} {:<22} {:<16} {:>12} {:>12}  ALLOWED IPS",
         "PEER", "ENDPOINT", "HANDSHAKE", "RX", "TX"
     );
+    // One write for the table, not one per peer (10,000 of them).
+    let mut table = String::with_capacity(st.peers.len() * 100);
     for p in &st.peers {
-        println!(
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            table,
             "  {:<18} {:<22} {:<16} {:>12} {:>12}  {}",
             p.name,
             p.endpoint
@@ -1206,6 +1233,7 @@ fn status(path: &Path, json: bool) -> Result<()> {
                 .join(", ")
         );
     }
+    print!("{table}");
     for p in st.peers.iter().filter(|p| p.site) {
         println!(
             "  site peer {}: the gateway initiates to {}, keepalive {}",
@@ -1219,7 +1247,7 @@ fn status(path: &Path, json: bool) -> Result<()> {
             }
         );
     }
-    match Config::load(path) {
+    match loaded {
         Ok(cfg) => {
             let disabled: Vec<&str> = cfg
                 .peers

@@ -30,7 +30,7 @@ use toml_edit::{value, Array, ArrayOfTables, DocumentMut, Item, Table, TableLike
 use super::fsutil;
 use super::keys::{write_secret_file, Key};
 use super::model::{Config, ConfigErrors, StartAction};
-use super::validate::syntax_error;
+use super::validate::{syntax_error, ClientKeys};
 use crate::ike::crypto::SecretBytes;
 
 /// A peer to append with [`ConfigEditor::add_peer`].
@@ -229,6 +229,8 @@ pub struct ConfigEditor {
     secrets: Vec<StagedSecret>,
     /// Holds the `flock` on `<file>.lock`; closing it releases the lock.
     _lock: File,
+    /// Whether validating the edit reads the laptops' private key files.
+    client_keys: ClientKeys,
 }
 
 impl fmt::Debug for ConfigEditor {
@@ -261,16 +263,7 @@ impl ConfigEditor {
     /// and parses the file. Only TOML syntax is checked here; the full validation
     /// happens in [`ConfigEditor::commit`] and [`ConfigEditor::config`].
     pub fn open(path: &Path) -> Result<ConfigEditor, EditError> {
-        let lock_path = fsutil::with_suffix(path, ".lock");
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(io_error(&lock_path))?;
-        flock_exclusive(&lock).map_err(io_error(&lock_path))?;
+        let lock = Self::lock(path)?;
         let original = fs::read_to_string(path).map_err(io_error(path))?;
         let doc: DocumentMut = original.parse().map_err(|e| {
             EditError::Invalid(ConfigErrors(vec![syntax_error(path, &original, &e)]))
@@ -281,7 +274,48 @@ impl ConfigEditor {
             doc,
             secrets: Vec::new(),
             _lock: lock,
+            client_keys: ClientKeys::Check,
         })
+    }
+
+    /// Takes `<path>.lock` exclusively, waiting for any other editor.
+    fn lock(path: &Path) -> Result<File, EditError> {
+        let lock_path = fsutil::with_suffix(path, ".lock");
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(io_error(&lock_path))?;
+        flock_exclusive(&lock).map_err(io_error(&lock_path))?;
+        Ok(lock)
+    }
+
+    /// [`ConfigEditor::open`], and the file as read validated from the same
+    /// parse (a file of 10,000 peers is parsed once, not twice);
+    /// `client_keys` also applies to the validation of the commit.
+    pub fn open_checked(
+        path: &Path,
+        client_keys: ClientKeys,
+    ) -> Result<(ConfigEditor, Result<Config, ConfigErrors>), EditError> {
+        let lock = Self::lock(path)?;
+        let original = fs::read_to_string(path).map_err(io_error(path))?;
+        let doc = toml_edit::Document::parse(original.as_str()).map_err(|e| {
+            EditError::Invalid(ConfigErrors(vec![syntax_error(path, &original, &e)]))
+        })?;
+        let checked = Config::check(path, &original, &doc, client_keys);
+        let doc = doc.into_mut();
+        let editor = ConfigEditor {
+            path: path.to_path_buf(),
+            original,
+            doc,
+            secrets: Vec::new(),
+            _lock: lock,
+            client_keys,
+        };
+        Ok((editor, checked))
     }
 
     /// The configuration file being edited.
@@ -1104,7 +1138,7 @@ impl ConfigEditor {
     /// written yet, so a tunnel whose PSK file is only staged does not
     /// validate here; [`ConfigEditor::commit`] writes them first.)
     pub fn config(&self) -> Result<Config, ConfigErrors> {
-        Config::parse(&self.path, &self.doc.to_string())
+        Config::parse_with(&self.path, &self.doc.to_string(), self.client_keys)
     }
 
     /// Validates and writes the edited document, then releases the lock.
@@ -1121,14 +1155,23 @@ impl ConfigEditor {
     /// anything after that fails, they are rolled back (created files and
     /// directories removed, replaced files restored), so a failed commit
     /// leaves the TOML and its secrets as they were.
-    pub fn commit(mut self) -> Result<(), EditError> {
+    pub fn commit(self) -> Result<(), EditError> {
+        self.commit_config().map(|_| ())
+    }
+
+    /// [`ConfigEditor::commit`], returning the configuration it validated
+    /// and wrote (so that the caller need not read the file again).
+    pub fn commit_config(mut self) -> Result<Config, EditError> {
         let text = self.doc.to_string();
         let secrets = std::mem::take(&mut self.secrets);
+        let mut checked = None;
         if secrets.is_empty() {
-            Config::parse(&self.path, &text).map_err(EditError::Invalid)?;
+            let cfg = Config::parse_with(&self.path, &text, self.client_keys)
+                .map_err(EditError::Invalid)?;
             if text == self.original {
-                return Ok(());
+                return Ok(cfg);
             }
+            checked = Some(cfg);
         }
         // Also with secrets alone: they were staged against this version.
         if text != self.original || !secrets.is_empty() {
@@ -1142,13 +1185,15 @@ impl ConfigEditor {
             for s in &secrets {
                 undo.write(&s.path, &s.contents)?;
             }
-            if !secrets.is_empty() {
-                Config::parse(&self.path, &text).map_err(EditError::Invalid)?;
-            }
+            let cfg = match checked.take() {
+                Some(cfg) => cfg,
+                None => Config::parse_with(&self.path, &text, self.client_keys)
+                    .map_err(EditError::Invalid)?,
+            };
             if text != self.original {
                 self.write_text(&text)?;
             }
-            Ok(())
+            Ok(cfg)
         })();
         if result.is_err() {
             // A failure after the rename (fsync of the directory) leaves the

@@ -46,6 +46,7 @@ pub use model::{
     MAX_IKE_LIFETIME, MAX_MTU, MAX_NAT_KEEPALIVE, MAX_REKEY_FUZZ, MAX_REPLAY_WINDOW,
     MAX_SYNC_INTERVAL, MIN_LIFETIME, MIN_MTU, MIN_MTU_IPV6, MIN_REPLAY_WINDOW, MIN_SYNC_INTERVAL,
 };
+pub use validate::ClientKeys;
 
 /// Checks an AWS region name and a VPN connection ID by the validator's
 /// rules (`wgctl aws import VPN_ID --region R`): the message says what is

@@ -115,12 +115,31 @@ pub(crate) fn syntax_error(file: &Path, text: &str, err: &toml_edit::TomlError) 
     }
 }
 
+/// Whether validation reads the laptops' stored private keys
+/// (`[[peers]] private_key_file`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKeys {
+    /// Read each one (it must exist, be a key, have mode 0600 or stricter)
+    /// and check that it belongs to the peer's `public_key`: one X25519
+    /// multiplication per peer. `wgctl check` and `wgctl export`.
+    Check,
+    /// Check the path only. The daemon never uses a laptop's private key,
+    /// and with 10,000 laptops reading and checking them would dominate
+    /// every start, reload and edit.
+    Skip,
+}
+
 impl Config {
     /// Reads, parses and validates a configuration file (including the key files
     /// it names: they must exist, hold a valid key and have mode 0600 or stricter).
     ///
     /// A read error is reported as a single [`ConfigError`] naming the file.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Self::load_with(path, ClientKeys::Check)
+    }
+
+    /// [`Config::load`], reading the laptops' private key files or not.
+    pub fn load_with(path: &Path, client_keys: ClientKeys) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors(vec![ConfigError {
                 file: path.to_path_buf(),
@@ -130,7 +149,7 @@ impl Config {
                 message: format!("cannot read the configuration file: {e}"),
             }])
         })?;
-        Self::parse(path, &text)
+        Self::parse_with(path, &text, client_keys)
     }
 
     /// Parses and validates configuration text that was read from `path`
@@ -138,9 +157,30 @@ impl Config {
     ///
     /// All problems are collected and returned sorted by line and column.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        Self::parse_with(path, text, ClientKeys::Check)
+    }
+
+    /// [`Config::parse`], reading the laptops' private key files or not.
+    pub fn parse_with(
+        path: &Path,
+        text: &str,
+        client_keys: ClientKeys,
+    ) -> Result<Config, ConfigErrors> {
         let doc =
             Document::parse(text).map_err(|e| ConfigErrors(vec![syntax_error(path, text, &e)]))?;
+        Self::check(path, text, &doc, client_keys)
+    }
+
+    /// Validates `doc`, the parse of `text` read from `path` (so that an
+    /// editor parses a file once to validate it and to edit it).
+    pub(crate) fn check<S>(
+        path: &Path,
+        text: &str,
+        doc: &Document<S>,
+        client_keys: ClientKeys,
+    ) -> Result<Config, ConfigErrors> {
         let mut checker = Checker {
+            client_keys,
             file: path,
             base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
             index: LineIndex::new(text),
@@ -239,6 +279,7 @@ struct PeerDraft {
 }
 
 struct Checker<'a> {
+    client_keys: ClientKeys,
     file: &'a Path,
     base_dir: PathBuf,
     index: LineIndex<'a>,
@@ -890,7 +931,9 @@ impl<'a> Checker<'a> {
         d.private_key_file = match self.get(t, "private_key_file") {
             Some(f) => self.path(&f).map(|p| {
                 d.private_key_span = f.span.clone();
-                d.client_private_key = self.key_file(&f.span, &f.path, &p);
+                if self.client_keys == ClientKeys::Check {
+                    d.client_private_key = self.key_file(&f.span, &f.path, &p);
+                }
                 Some(p)
             }),
             None => Some(None),
@@ -2129,6 +2172,40 @@ enabled = false
             "peers[1].private_key_file",
             "must not be empty",
         );
+    }
+
+    /// `ClientKeys::Skip` (the daemon, wgctl's edits) leaves the laptops'
+    /// private key files unread: a mismatched, unreadable or missing one is
+    /// an error for `wgctl check` only.
+    #[test]
+    fn client_key_files_are_read_only_when_asked() {
+        let fx = Fixture::new();
+        let d = fx.dir.path();
+        // bob's stored key becomes another key: it no longer belongs to him
+        write_secret_file(
+            &d.join("bob.key"),
+            format!("{}\n", generate_private_key()).as_bytes(),
+        )
+        .unwrap();
+        let errs = fx.parse(&fx.text).unwrap_err().0;
+        one(
+            &errs,
+            27,
+            20,
+            "peers[1].private_key_file",
+            "does not belong to this peer's public_key",
+        );
+        let c = Config::parse_with(&fx.path, &fx.text, ClientKeys::Skip).unwrap();
+        assert_eq!(c.peers[1].private_key_file, Some(d.join("bob.key")));
+        // a missing one likewise; every other key file is still read
+        fs::remove_file(d.join("bob.key")).unwrap();
+        assert!(fx.parse(&fx.text).is_err());
+        Config::parse_with(&fx.path, &fx.text, ClientKeys::Skip).unwrap();
+        fs::remove_file(d.join("bob.psk")).unwrap();
+        let errs = Config::parse_with(&fx.path, &fx.text, ClientKeys::Skip)
+            .unwrap_err()
+            .0;
+        has(&errs, 26, 12, "peers[1].psk_file", "");
     }
 
     #[test]

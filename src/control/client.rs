@@ -1,6 +1,6 @@
 //! The `wgctl` side of the control socket.
 
-use super::proto::{Request, Response, MAX_LINE};
+use super::proto::{Request, Response, MAX_RESPONSE};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -51,11 +51,41 @@ pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Respon
     let mut line = serde_json::to_vec(req).expect("requests serialize");
     line.push(b'\n');
     s.write_all(&line).map_err(io)?;
-    let mut reader = BufReader::new(s.take(MAX_LINE as u64));
+    let mut reader = BufReader::new(s.take(MAX_RESPONSE as u64));
     let mut buf = String::new();
     reader.read_line(&mut buf).map_err(io)?;
     serde_json::from_str(&buf).map_err(|e| ClientError::Malformed {
         path: path.clone(),
         detail: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A daemon with many peers answers `status` with more than the 1 MiB a
+    /// request may have (10,000 peers: about 6 MB); the client reads it whole.
+    #[test]
+    fn reads_a_response_larger_than_a_request_line() {
+        let dir = crate::config::testutil::TempDir::new();
+        let sock = dir.path().join("control.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let big = Response::Error {
+            message: "x".repeat(8 << 20),
+        };
+        let want = big.clone();
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(&s).read_line(&mut line).unwrap();
+            let mut out = serde_json::to_vec(&big).unwrap();
+            out.push(b'\n');
+            (&s).write_all(&out).unwrap();
+        });
+        let got = request(&sock, &Request::Status, Duration::from_secs(30)).unwrap();
+        server.join().unwrap();
+        assert_eq!(got, want);
+    }
 }

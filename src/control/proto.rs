@@ -5,8 +5,13 @@
 use crate::gateway::{ApplyOutcome, GatewayStatus};
 use serde::{Deserialize, Serialize};
 
-/// Largest request or response line accepted, in bytes.
+/// Largest request line the daemon accepts, in bytes (and the bound of a
+/// UAPI request).
 pub const MAX_LINE: usize = 1 << 20;
+
+/// Largest response line `wgctl` accepts, in bytes: the status of 10,000
+/// peers is about 6 MB of JSON; this leaves room for well over 100,000.
+pub const MAX_RESPONSE: usize = 256 << 20;
 
 /// A request from `wgctl` to the daemon.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

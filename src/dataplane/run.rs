@@ -4,7 +4,7 @@
 //! it cannot send, and counts it).
 
 use crate::aws::sync::{Monitor, SyncReport};
-use crate::config::{Config, ConfigErrors};
+use crate::config::{ClientKeys, Config, ConfigErrors};
 use crate::control::proto::{Request, Response, MAX_LINE};
 use crate::control::uapi;
 use crate::dataplane::firewall::{fill_kernel_counters, FirewallError, FirewallShell};
@@ -382,7 +382,7 @@ fn reload(
         metrics,
         lan,
     } = services;
-    let cfg = match Config::load(path) {
+    let cfg = match Config::load_with(path, ClientKeys::Skip) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("reload rejected, running configuration kept:\n{e}");

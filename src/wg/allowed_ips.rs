@@ -124,6 +124,26 @@ impl<T> AllowedIps<T> {
         }
     }
 
+    /// Removes exactly `prefix` if its value satisfies `pred`; returns the
+    /// removed value.
+    pub fn remove_if(&mut self, prefix: IpNet, pred: impl FnOnce(&T) -> bool) -> Option<T> {
+        let hit = match prefix {
+            IpNet::V4(n) => {
+                let len = n.prefix_len();
+                self.v4.by_len[len as usize].get(&mask4(u32::from(n.addr()), len))
+            }
+            IpNet::V6(n) => {
+                let len = n.prefix_len();
+                self.v6.by_len[len as usize].get(&mask6(u128::from(n.addr()), len))
+            }
+        };
+        if hit.is_some_and(pred) {
+            self.remove(prefix)
+        } else {
+            None
+        }
+    }
+
     /// The value of the longest prefix containing `addr`.
     pub fn lookup(&self, addr: IpAddr) -> Option<&T> {
         match addr {
@@ -206,6 +226,51 @@ mod tests {
         t.retain(|v| *v != 2);
         assert_eq!(t.lookup(ip("fd00::5")), Some(&1));
         assert_eq!(t.lookup(ip("172.16.60.5")), None);
+    }
+
+    #[test]
+    fn remove_if_only_removes_a_matching_value() {
+        let mut t = AllowedIps::new();
+        t.insert(net("172.16.60.2/32"), 1);
+        t.insert(net("fd00::2/128"), 1);
+        assert_eq!(t.remove_if(net("172.16.60.2/32"), |v| *v == 2), None);
+        assert_eq!(t.lookup(ip("172.16.60.2")), Some(&1));
+        assert_eq!(t.remove_if(net("172.16.60.0/24"), |_| true), None);
+        assert_eq!(t.remove_if(net("172.16.60.2/32"), |v| *v == 1), Some(1));
+        assert_eq!(t.lookup(ip("172.16.60.2")), None);
+        assert_eq!(t.remove_if(net("fd00::2/128"), |v| *v == 1), Some(1));
+        assert_eq!(t.lookup(ip("fd00::2")), None);
+    }
+
+    /// 10,000 laptops' /32s under the subnet's /18 and a few wider prefixes:
+    /// every address finds its own host route, the rest the longest prefix
+    /// that covers it.
+    #[test]
+    fn longest_prefix_among_ten_thousand_peers() {
+        let mut t = AllowedIps::new();
+        let base = u32::from(std::net::Ipv4Addr::new(172, 16, 64, 0));
+        t.insert(net("172.16.64.0/18"), 0u32);
+        t.insert(net("172.16.96.0/24"), 20_000);
+        t.insert(net("0.0.0.0/0"), 30_000);
+        for i in 1..=10_000u32 {
+            let a = std::net::Ipv4Addr::from(base + 1 + i);
+            t.insert(IpNet::from(IpAddr::V4(a)), i);
+        }
+        for i in 1..=10_000u32 {
+            let a = IpAddr::V4(std::net::Ipv4Addr::from(base + 1 + i));
+            assert_eq!(t.lookup(a), Some(&i), "{a}");
+        }
+        assert_eq!(t.lookup(ip("172.16.64.1")), Some(&0));
+        // past the last laptop (172.16.103.17): only the /18 covers them
+        assert_eq!(t.lookup(ip("172.16.103.200")), Some(&0));
+        assert_eq!(t.lookup(ip("172.16.127.254")), Some(&0));
+        assert_eq!(t.lookup(ip("10.1.2.3")), Some(&30_000));
+        // a laptop's /32 inside the /24 wins over it; removing it falls back
+        let inside = ip("172.16.96.7");
+        let owner = *t.lookup(inside).unwrap();
+        assert!((1..=10_000).contains(&owner));
+        assert_eq!(t.remove(net("172.16.96.7/32")), Some(owner));
+        assert_eq!(t.lookup(inside), Some(&20_000));
     }
 
     #[test]

@@ -33,6 +33,17 @@
 //! Before any X25519 work a handshake message must pass boringtun's MAC and
 //! load check (mac1, and mac2 under load, else a cookie reply) and the
 //! per-source budget of [`HandshakeLimiter`] (whitepaper section 5.3).
+//!
+//! Scale (10,000 laptops): a laptop's `Tunn` (about 12 KB, and an X25519
+//! static-static computation in `Tunn::new`) is made only when the laptop
+//! first sends a handshake initiation, or when a packet is routed to a peer
+//! with an endpoint; a peer the gateway keeps alive itself (`keepalive` > 0)
+//! gets it at once. Until then the peer costs its settings and map entries,
+//! and the timers only run for peers with a `Tunn`. As the kernel does, a
+//! packet for a peer without a known endpoint is dropped
+//! (`tx_no_endpoint`), not queued. Lookups are hash maps: the receiver index
+//! and the static key in O(1), allowed IPs in one probe per prefix length
+//! present ([`AllowedIps`]); a reload touches only the peers that differ.
 
 use crate::config::Key;
 use crate::output::{Io, UdpPort};
@@ -55,6 +66,11 @@ use std::time::{Duration, Instant, SystemTime};
 /// reaches a `Tunn` is counted twice (once in `admit_handshake`, once inside
 /// `Tunn`), so this is about 100 initiations a second.
 pub(crate) const HANDSHAKE_RATE_LIMIT: u64 = 200;
+
+/// Up to this many peers added or removed by one [`PeerTable::apply`] are
+/// logged one by one at info; more (a start with 10,000 laptops) are
+/// logged one by one at debug, with one info line for the count.
+const LOG_EACH_UP_TO: usize = 32;
 
 /// Smallest buffer `Tunn` accepts for handshake messages.
 pub const MIN_BUF: usize = 148;
@@ -182,7 +198,9 @@ pub struct PeerStatus {
 struct Peer {
     settings: PeerSettings,
     index: u32,
-    tunn: Tunn,
+    /// The noise session, made on first use (see the module docs); boxed so
+    /// that a peer without one stays small.
+    tunn: Option<Box<Tunn>>,
     endpoint: Option<SocketAddr>,
     counters: PeerCounters,
     /// `time_since_last_handshake` seen at the previous tick, to notice new
@@ -282,22 +300,17 @@ impl PeerTable {
         }
     }
 
-    fn new_tunn(&self, s: &PeerSettings, index: u32) -> Tunn {
-        Tunn::new(
-            self.private.clone(),
-            PublicKey::from(s.public_key.0),
-            s.psk.as_ref().map(|k| k.0),
-            // Persistent keepalives are sent by the table on the caller's
-            // clock ([`Peer::keep_alive`]), not by `Tunn`'s own.
-            None,
-            index,
-            Some(self.rate_limiter.clone()),
-        )
+    /// The `Tunn` a peer starts with: made at once only when the gateway
+    /// keeps the session up itself (a site peer, or persistent keepalives:
+    /// its timers must run from the start); a laptop's on first use.
+    fn initial_tunn(&self, s: &PeerSettings, index: u32) -> Option<Box<Tunn>> {
+        (s.keepalive > 0 || s.endpoint.is_some())
+            .then(|| new_tunn(&self.private, &self.rate_limiter, s, index))
     }
 
     fn insert(&mut self, s: PeerSettings) {
         let index = self.alloc_index();
-        let tunn = self.new_tunn(&s, index);
+        let tunn = self.initial_tunn(&s, index);
         for net in &s.allowed_ips {
             self.allowed.insert(*net, index);
         }
@@ -318,10 +331,19 @@ impl PeerTable {
         );
     }
 
+    /// Removes `index`'s prefixes from the allowed IPs, those still mapped
+    /// to it (another peer may have taken one over in the same reload):
+    /// one removal per prefix, not a pass over the whole table.
+    fn unroute(&mut self, index: u32, prefixes: &[IpNet]) {
+        for net in prefixes {
+            self.allowed.remove_if(*net, |i| *i == index);
+        }
+    }
+
     fn remove_index(&mut self, index: u32) -> Option<Peer> {
         let p = self.peers.remove(&index)?;
         self.by_key.remove(&p.settings.public_key.0);
-        self.allowed.retain(|i| *i != index);
+        self.unroute(index, &p.settings.allowed_ips);
         Some(p)
     }
 
@@ -340,15 +362,29 @@ impl PeerTable {
             .filter(|p| !wanted_keys.contains(&p.settings.public_key.0))
             .map(|p| p.index)
             .collect();
+        let each = gone.len() <= LOG_EACH_UP_TO;
         for index in gone {
             if let Some(p) = self.remove_index(index) {
-                tracing::info!(peer = %p.settings.name, "peer removed, session cut");
+                if each {
+                    tracing::info!(peer = %p.settings.name, "peer removed, session cut");
+                } else {
+                    tracing::debug!(peer = %p.settings.name, "peer removed, session cut");
+                }
                 report.removed.push(p.settings.name);
             }
         }
+        let adding = wanted
+            .iter()
+            .filter(|s| !self.by_key.contains_key(&s.public_key.0))
+            .count();
+        let each = adding <= LOG_EACH_UP_TO;
         for s in wanted {
             let Some(&index) = self.by_key.get(&s.public_key.0) else {
-                tracing::info!(peer = %s.name, allowed_ips = ?s.allowed_ips, "peer added");
+                if each {
+                    tracing::info!(peer = %s.name, allowed_ips = ?s.allowed_ips, "peer added");
+                } else {
+                    tracing::debug!(peer = %s.name, allowed_ips = ?s.allowed_ips, "peer added");
+                }
                 report.added.push(s.name.clone());
                 self.insert(s);
                 continue;
@@ -358,8 +394,9 @@ impl PeerTable {
                 report.unchanged += 1;
                 continue;
             }
+            let old_prefixes = cur.allowed_ips.clone();
             if cur.psk != s.psk || cur.keepalive != s.keepalive || cur.endpoint != s.endpoint {
-                let tunn = self.new_tunn(&s, index);
+                let tunn = self.initial_tunn(&s, index);
                 let p = self.peers.get_mut(&index).expect("indexed peer");
                 p.tunn = tunn;
                 p.prev_since = None;
@@ -374,11 +411,18 @@ impl PeerTable {
                 tracing::info!(peer = %s.name, "peer updated in place");
                 report.updated.push(s.name.clone());
             }
-            self.allowed.retain(|i| *i != index);
+            self.unroute(index, &old_prefixes);
             for net in &s.allowed_ips {
                 self.allowed.insert(*net, index);
             }
             self.peers.get_mut(&index).expect("indexed peer").settings = s;
+        }
+        if report.removed.len() > LOG_EACH_UP_TO || report.added.len() > LOG_EACH_UP_TO {
+            tracing::info!(
+                added = report.added.len(),
+                removed = report.removed.len(),
+                "peers added and removed (one by one at debug level)"
+            );
         }
         report
     }
@@ -440,7 +484,24 @@ impl PeerTable {
             self.counters.rx_unknown_peer += 1;
             return None;
         };
-        let result = peer.tunn.decapsulate(Some(from.ip()), data, buf);
+        let tunn = match (&mut peer.tunn, kind) {
+            (Some(t), _) => t,
+            (t @ None, Kind::Initiation) => t.insert(new_tunn(
+                &self.private,
+                &self.rate_limiter,
+                &peer.settings,
+                index,
+            )),
+            (None, _) => {
+                // No session was ever made with this peer: nothing but an
+                // initiation can be for it (a fresh `Tunn` would refuse it
+                // the same way, after allocating one).
+                peer.counters.rx_invalid += 1;
+                tracing::debug!(peer = %peer.settings.name, %from, ?kind, "datagram for a peer without a session, dropped");
+                return None;
+            }
+        };
+        let result = tunn.decapsulate(Some(from.ip()), data, buf);
         let proof = Proof::of(kind, &result);
         if proof == Proof::Authenticated {
             peer.counters.rx_wire_bytes += data.len() as u64;
@@ -555,14 +616,20 @@ impl PeerTable {
             .peers
             .get_mut(&index)
             .expect("allowed IPs point at live peers");
-        match peer.tunn.encapsulate(packet, buf) {
-            TunnResult::WriteToNetwork(out) => match peer.endpoint {
-                Some(ep) => {
-                    peer.counters.tx_wire_bytes += out.len() as u64;
-                    io.send_udp(UdpPort::WireGuard, ep, out)
-                }
-                None => peer.counters.tx_no_endpoint += 1,
-            },
+        let Some(ep) = peer.endpoint else {
+            // Never heard from (the endpoint follows authenticated datagrams
+            // only): nowhere to send a handshake; dropped, as the kernel does.
+            peer.counters.tx_no_endpoint += 1;
+            return true;
+        };
+        let tunn = peer.tunn.get_or_insert_with(|| {
+            new_tunn(&self.private, &self.rate_limiter, &peer.settings, index)
+        });
+        match tunn.encapsulate(packet, buf) {
+            TunnResult::WriteToNetwork(out) => {
+                peer.counters.tx_wire_bytes += out.len() as u64;
+                io.send_udp(UdpPort::WireGuard, ep, out)
+            }
             TunnResult::Err(e) => {
                 tracing::debug!(peer = %peer.settings.name, error = %wg_err(&e), "encapsulate failed");
             }
@@ -584,7 +651,10 @@ impl PeerTable {
             self.last_rate_reset = Some(now);
         }
         for peer in self.peers.values_mut() {
-            match peer.tunn.update_timers(buf) {
+            let Some(tunn) = peer.tunn.as_mut() else {
+                continue;
+            };
+            match tunn.update_timers(buf) {
                 TunnResult::WriteToNetwork(out) => {
                     if let Some(ep) = peer.endpoint {
                         peer.counters.tx_wire_bytes += out.len() as u64;
@@ -614,6 +684,26 @@ impl PeerTable {
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
+}
+
+/// A peer's noise session with the interface's key and the shared rate
+/// limiter (`Tunn::new` computes the static-static X25519 secret).
+fn new_tunn(
+    private: &StaticSecret,
+    rate_limiter: &Arc<RateLimiter>,
+    s: &PeerSettings,
+    index: u32,
+) -> Box<Tunn> {
+    Box::new(Tunn::new(
+        private.clone(),
+        PublicKey::from(s.public_key.0),
+        s.psk.as_ref().map(|k| k.0),
+        // Persistent keepalives are sent by the table on the caller's
+        // clock ([`Peer::keep_alive`]), not by `Tunn`'s own.
+        None,
+        index,
+        Some(rate_limiter.clone()),
+    ))
 }
 
 /// The WireGuard message types (whitepaper section 5.4).
@@ -716,8 +806,12 @@ impl Peer {
         let Some(configured) = self.settings.endpoint else {
             return false;
         };
+        // A site peer's Tunn is made at insert ([`PeerTable::initial_tunn`]).
+        let Some(tunn) = self.tunn.as_mut() else {
+            return false;
+        };
         let heard = *self.heard.get_or_insert(now);
-        let why = if self.tunn.time_since_last_handshake().is_none() {
+        let why = if tunn.time_since_last_handshake().is_none() {
             "no session"
         } else if silence_limit(self.settings.keepalive)
             .is_some_and(|limit| now.saturating_duration_since(heard) >= limit)
@@ -726,7 +820,7 @@ impl Peer {
         } else {
             return false;
         };
-        match self.tunn.format_handshake_initiation(buf, false) {
+        match tunn.format_handshake_initiation(buf, false) {
             TunnResult::WriteToNetwork(out) => {
                 // A session that is gone falls back to the address the
                 // operator configured; roaming moves it again once the
@@ -754,7 +848,10 @@ impl Peer {
         let (Some(ep), true) = (self.endpoint, self.settings.keepalive > 0) else {
             return;
         };
-        if self.tunn.time_since_last_handshake().is_none() {
+        let Some(tunn) = self.tunn.as_mut() else {
+            return;
+        };
+        if tunn.time_since_last_handshake().is_none() {
             return;
         }
         let interval = Duration::from_secs(u64::from(self.settings.keepalive));
@@ -762,7 +859,7 @@ impl Peer {
         if last.is_none_or(|t| now.saturating_duration_since(t) < interval) {
             return;
         }
-        if let TunnResult::WriteToNetwork(out) = self.tunn.encapsulate(&[], buf) {
+        if let TunnResult::WriteToNetwork(out) = tunn.encapsulate(&[], buf) {
             self.counters.tx_wire_bytes += out.len() as u64;
             io.send_udp(UdpPort::WireGuard, ep, out);
             self.last_keepalive = Some(now);
@@ -772,8 +869,11 @@ impl Peer {
     /// Sends what `Tunn` queued while the handshake was pending, to the
     /// endpoint that just authenticated.
     fn flush_queue(&mut self, to: SocketAddr, buf: &mut [u8], io: &mut impl Io) {
+        let Some(tunn) = self.tunn.as_mut() else {
+            return;
+        };
         for _ in 0..1024 {
-            match self.tunn.decapsulate(None, &[], buf) {
+            match tunn.decapsulate(None, &[], buf) {
                 TunnResult::WriteToNetwork(p) => {
                     self.counters.tx_wire_bytes += p.len() as u64;
                     io.send_udp(UdpPort::WireGuard, to, p)
@@ -795,7 +895,10 @@ impl Peer {
     }
 
     fn observe_handshake(&mut self, wall: SystemTime) {
-        let since = self.tunn.time_since_last_handshake();
+        let since = self
+            .tunn
+            .as_ref()
+            .and_then(|t| t.time_since_last_handshake());
         if let Some(s) = since {
             if self.prev_since.is_none_or(|p| s < p) {
                 self.last_handshake_at = wall.checked_sub(s);
@@ -807,7 +910,10 @@ impl Peer {
     }
 
     fn status(&self, wall: SystemTime) -> PeerStatus {
-        let (since, tx, rx, loss, rtt) = self.tunn.stats();
+        let (since, tx, rx, loss, rtt) = match &self.tunn {
+            Some(t) => t.stats(),
+            None => (None, 0, 0, 0.0, None),
+        };
         // A handshake completed since the last tick is not pinned yet: read
         // it from `Tunn` now so that status never lags behind the traffic.
         let last_handshake_at = match since {
@@ -849,8 +955,26 @@ impl Peer {
 mod site_tests;
 
 #[cfg(test)]
+impl PeerTable {
+    /// The address of `name`'s `Tunn`, if it has one (to tell the same
+    /// session object from a new one).
+    fn tunn_addr(&self, name: &str) -> Option<*const Tunn> {
+        self.peers
+            .values()
+            .find(|p| p.settings.name == name)
+            .and_then(|p| p.tunn.as_deref().map(|t| t as *const Tunn))
+    }
+
+    /// How many peers have a `Tunn`.
+    fn tunns(&self) -> usize {
+        self.peers.values().filter(|p| p.tunn.is_some()).count()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{generate_private_key, public_key};
 
     fn wire(kind: u8) -> Vec<u8> {
         let mut d = vec![0u8; 64];
@@ -902,5 +1026,262 @@ mod tests {
             let e = TunnResult::Err(WireGuardError::InvalidMac);
             assert_eq!(Proof::of(kind, &e), Unauthenticated);
         }
+    }
+
+    #[derive(Default)]
+    struct Out {
+        udp: Vec<(SocketAddr, Vec<u8>)>,
+    }
+    impl Io for Out {
+        fn send_udp(&mut self, port: UdpPort, dst: SocketAddr, d: &[u8]) {
+            assert_eq!(port, UdpPort::WireGuard);
+            self.udp.push((dst, d.to_vec()));
+        }
+        fn write_tun(&mut self, _: &[u8]) {
+            panic!("the peer table never writes to the TUN");
+        }
+    }
+
+    /// Peer `i` of many: a distinct public key (any 32 bytes are one; no
+    /// X25519 work for peers that never handshake) and 10.64.0.0/16 + i.
+    fn many(i: u32) -> PeerSettings {
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(&i.to_be_bytes());
+        key[31] = 0x55;
+        PeerSettings {
+            name: format!("peer-{i:05}"),
+            public_key: Key(key),
+            psk: None,
+            allowed_ips: vec![host(i)],
+            keepalive: 0,
+            endpoint: None,
+        }
+    }
+
+    fn host(i: u32) -> IpNet {
+        let a = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 64, 0, 0)) + i);
+        IpNet::from(IpAddr::V4(a))
+    }
+
+    fn ipv4_from(src: IpNet) -> Vec<u8> {
+        let IpAddr::V4(src) = src.addr() else {
+            unreachable!()
+        };
+        let mut p = vec![0u8; 28];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&28u16.to_be_bytes());
+        p[8] = 64;
+        p[9] = 17;
+        p[12..16].copy_from_slice(&src.octets());
+        p[16..20].copy_from_slice(&[172, 16, 4, 10]);
+        p
+    }
+
+    /// A laptop (a boringtun `Tunn` of its own) that is peer `i` of the table.
+    struct Laptop {
+        i: u32,
+        tunn: Tunn,
+        addr: SocketAddr,
+    }
+
+    impl Laptop {
+        fn new(i: u32, gw: &Key, wanted: &mut [PeerSettings]) -> Laptop {
+            let key = generate_private_key();
+            wanted[i as usize - 1].public_key = public_key(&key);
+            Laptop {
+                i,
+                tunn: Tunn::new(
+                    StaticSecret::from(key.0),
+                    PublicKey::from(public_key(gw).0),
+                    None,
+                    None,
+                    i,
+                    None,
+                ),
+                addr: SocketAddr::from(([198, 51, 100, (i % 250) as u8], 40000)),
+            }
+        }
+
+        /// Sends one packet from its address; exchanges datagrams with the
+        /// table until quiet. Returns how many datagrams the table answered
+        /// and whether the packet came out of the table.
+        fn send(&mut self, t: &mut PeerTable, now: Instant) -> (usize, bool) {
+            let mut lbuf = vec![0u8; 2048];
+            let mut gbuf = vec![0u8; 2048];
+            let mut to_gw = Vec::new();
+            if let TunnResult::WriteToNetwork(d) =
+                self.tunn.encapsulate(&ipv4_from(host(self.i)), &mut lbuf)
+            {
+                to_gw.push(d.to_vec());
+            }
+            let (mut answers, mut delivered) = (0, false);
+            for _ in 0..10 {
+                let mut out = Out::default();
+                for d in to_gw.drain(..) {
+                    delivered |= t
+                        .handle_datagram(now, self.addr, &d, &mut gbuf, &mut out)
+                        .is_some();
+                }
+                answers += out.udp.len();
+                for (dst, d) in out.udp {
+                    assert_eq!(dst, self.addr);
+                    let mut r = self.tunn.decapsulate(Some(dst.ip()), &d, &mut lbuf);
+                    while let TunnResult::WriteToNetwork(x) = r {
+                        to_gw.push(x.to_vec());
+                        r = self.tunn.decapsulate(None, &[], &mut lbuf);
+                    }
+                }
+                if to_gw.is_empty() {
+                    break;
+                }
+            }
+            (answers, delivered)
+        }
+    }
+
+    const N: u32 = 10_000;
+
+    /// A table of 10,000 peers of which three have sessions.
+    fn ten_thousand() -> (PeerTable, Vec<PeerSettings>, Vec<Laptop>, Instant) {
+        let gw = generate_private_key();
+        let mut wanted: Vec<PeerSettings> = (1..=N).map(many).collect();
+        let mut laptops: Vec<Laptop> = [1, 5_000, N]
+            .into_iter()
+            .map(|i| Laptop::new(i, &gw, &mut wanted))
+            .collect();
+        let mut t = PeerTable::new(&gw);
+        let report = t.apply(wanted.clone());
+        assert_eq!(report.added.len(), N as usize);
+        let now = Instant::now();
+        for l in &mut laptops {
+            let (answers, delivered) = l.send(&mut t, now);
+            assert!(delivered && answers > 0, "peer {} handshakes", l.i);
+        }
+        // pins the handshakes' wall-clock times (status reads them)
+        let mut buf = vec![0u8; 2048];
+        t.tick(now, SystemTime::now(), &mut buf, &mut Out::default());
+        (t, wanted, laptops, now)
+    }
+
+    /// A reload that changes one peer of 10,000 (and restarts another)
+    /// touches only those: every other peer keeps its `Tunn` (the same
+    /// object), its session, endpoint and counters, and the laptops' next
+    /// packets decrypt without a new handshake.
+    #[test]
+    fn reload_of_one_peer_among_ten_thousand_keeps_every_other_session() {
+        let (mut t, mut wanted, mut laptops, now) = ten_thousand();
+        let wall = SystemTime::now();
+        let before = t.status(wall);
+        assert_eq!(before.iter().filter(|p| p.session).count(), 3);
+        let tunns: Vec<_> = laptops
+            .iter()
+            .map(|l| t.tunn_addr(&format!("peer-{:05}", l.i)).expect("a session"))
+            .collect();
+
+        wanted[6_999].allowed_ips = vec!["10.65.0.7/32".parse().unwrap()];
+        wanted[41].psk = Some(Key([7; 32]));
+        let report = t.apply(wanted);
+        assert_eq!(report.updated, vec!["peer-07000".to_string()]);
+        assert_eq!(report.restarted, vec!["peer-00042".to_string()]);
+        assert!(report.added.is_empty() && report.removed.is_empty());
+        assert_eq!(report.unchanged, N as usize - 2);
+
+        let after = t.status(wall);
+        assert_eq!(after.len(), before.len());
+        for (b, a) in before.iter().zip(&after) {
+            if a.name == "peer-07000" {
+                assert_eq!(
+                    a.allowed_ips,
+                    vec!["10.65.0.7/32".parse::<IpNet>().unwrap()]
+                );
+                assert_eq!(
+                    PeerStatus {
+                        allowed_ips: b.allowed_ips.clone(),
+                        ..a.clone()
+                    },
+                    *b
+                );
+            } else if a.name != "peer-00042" {
+                assert_eq!(a, b, "{} untouched", a.name);
+            }
+        }
+        for (l, tunn) in laptops.iter().zip(&tunns) {
+            let name = format!("peer-{:05}", l.i);
+            assert_eq!(t.tunn_addr(&name), Some(*tunn), "{name}: the same Tunn");
+        }
+        // the allowed IPs moved with the changed peer
+        assert!(t.routes("10.65.0.7".parse().unwrap()));
+        assert!(!t.routes(host(7_000).addr()));
+        assert!(t.routes(host(6_999).addr()));
+        for l in &mut laptops {
+            assert_eq!(
+                l.send(&mut t, now),
+                (0, true),
+                "peer {}: no new handshake",
+                l.i
+            );
+        }
+    }
+
+    /// Peers that never sent a handshake have no `Tunn` (no X25519 work at
+    /// load, about 12 KB less each); data for them is refused without
+    /// making one, and packets for them are dropped as having no endpoint.
+    #[test]
+    fn peers_without_a_session_have_no_tunn() {
+        let (mut t, _, _, now) = ten_thousand();
+        assert_eq!(t.len(), N as usize);
+        assert_eq!(t.tunns(), 3);
+
+        // a data datagram for peer 77's index (indices are 1..=N here)
+        let mut data = vec![0u8; 32];
+        data[0] = 4;
+        data[4..8].copy_from_slice(&(77u32 << 8).to_le_bytes());
+        let mut out = Out::default();
+        let mut buf = vec![0u8; 2048];
+        let from = SocketAddr::from(([203, 0, 113, 9], 1234));
+        assert_eq!(
+            t.handle_datagram(now, from, &data, &mut buf, &mut out),
+            None
+        );
+        assert!(out.udp.is_empty());
+        assert_eq!(t.tunns(), 3);
+        let p77 = t.status(SystemTime::now());
+        let p77 = p77.iter().find(|p| p.name == "peer-00077").unwrap();
+        assert_eq!(
+            (p77.counters.rx_invalid, p77.endpoint, p77.session),
+            (1, None, false)
+        );
+
+        // the LAN sends to peer 78, which was never heard from
+        assert!(t.handle_packet(&ipv4_to(host(78)), &mut buf, &mut out));
+        assert!(out.udp.is_empty());
+        assert_eq!(t.tunns(), 3);
+        let st = t.status(SystemTime::now());
+        assert_eq!(
+            st.iter()
+                .find(|p| p.name == "peer-00078")
+                .unwrap()
+                .counters
+                .tx_no_endpoint,
+            1
+        );
+
+        // the timers run for the three sessions only, without failing
+        t.tick(
+            now + Duration::from_millis(250),
+            SystemTime::now(),
+            &mut buf,
+            &mut out,
+        );
+        assert_eq!(t.tunns(), 3);
+    }
+
+    fn ipv4_to(dst: IpNet) -> Vec<u8> {
+        let mut p = ipv4_from(host(0));
+        let IpAddr::V4(d) = dst.addr() else {
+            unreachable!()
+        };
+        p[16..20].copy_from_slice(&d.octets());
+        p
     }
 }
