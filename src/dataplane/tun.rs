@@ -125,7 +125,14 @@ impl TunOut {
         }
         // tun-rs offers the coalescing write as a future only: poll it once;
         // a TUN that is not writable at once drops the rest, as try_send.
-        let fut = tun.send_multiple(&mut self.gro, &mut self.bufs[..used], HEADROOM);
+        // Outside tokio's cooperative budget: once the loop's task has used
+        // it up, every I/O future answers Pending until the task yields, and
+        // this one would drop a whole batch that the TUN could take.
+        let fut = tokio::task::unconstrained(tun.send_multiple(
+            &mut self.gro,
+            &mut self.bufs[..used],
+            HEADROOM,
+        ));
         let mut fut = pin!(fut);
         match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(Ok(_)) => {}
