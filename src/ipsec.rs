@@ -968,6 +968,26 @@ impl Tunnels {
         from: SocketAddr,
         packet: &mut [u8],
     ) -> Option<Range<usize>> {
+        let mut health_changed = false;
+        let r = self.open_esp(now, from, packet, &mut health_changed);
+        if health_changed {
+            // A probe answer may end a hold-down: record the switch now, so
+            // that a status read before the next tick shows the carrier and
+            // its switch together.
+            self.track_carrier(now);
+        }
+        r
+    }
+
+    /// [`Tunnels::handle_esp`]; `health_changed` is set when a probe answer
+    /// changed a tunnel's health.
+    fn open_esp(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        packet: &mut [u8],
+        health_changed: &mut bool,
+    ) -> Option<Range<usize>> {
         if packet.len() < 8 {
             return None;
         }
@@ -994,6 +1014,7 @@ impl Tunnels {
                     if verdict == InnerVerdict::Pass && p.is_reply(&packet[inner.clone()]) {
                         probe_reply = true;
                         let transitions = p.handle_reply(now, &packet[inner.clone()]);
+                        *health_changed = !transitions.is_empty();
                         note_transitions(&t.s.name, &mut t.health_reason, transitions);
                     } else {
                         p.handle_passive(now);
@@ -2256,6 +2277,57 @@ mod tests {
         let sw = st.last_switch.expect("switch back");
         assert!(sw.reason.contains("hold-down"), "{}", sw.reason);
         assert_eq!(tstatus(&n, "t2").switches_away, 1);
+    }
+
+    /// A probe answer that ends the hold-down (before the next tick sees it
+    /// end) makes the tunnel carry at once: the switch is recorded with it,
+    /// so that a status read in between shows both (CI's tunnel_health test
+    /// once read carrying with the old switch count).
+    #[test]
+    fn a_probe_answer_that_ends_the_hold_down_records_the_switch_at_once() {
+        let mut n = Net::probing();
+        n.run(30, Duration::from_millis(100), Wire::default());
+        n.black_hole = Some(B1);
+        run_until(&mut n, Duration::from_secs(10), |n| {
+            n.carrying().as_deref() == Some("t2")
+        })
+        .expect("t2 carries");
+        n.black_hole = None;
+        run_until(&mut n, Duration::from_secs(20), |n| {
+            tstatus(n, "t1")
+                .probe
+                .is_some_and(|p| p.health == probe::Health::Recovering)
+        })
+        .expect("t1 recovering");
+        // A's next probe, answered only once the hold-down is over, with no
+        // tick of A in between.
+        n.now += Duration::from_secs(1);
+        let mut w = Wire::default();
+        n.a.tick(n.now, &mut w);
+        let (port, dst, mut d) = w
+            .out
+            .into_iter()
+            .find(|(p, dst, _)| *p == UdpPort::NatT && dst.ip() == IpAddr::V4(B1))
+            .expect("a probe to B1");
+        n.now += Duration::from_secs(10);
+        let mut wb = Wire::default();
+        let from = SocketAddr::new(IpAddr::V4(A), dst.port());
+        let inner = Net::deliver(&mut n.b[0].1, n.now, from, dst, port, &mut d, &mut wb)
+            .expect("B1 opens the probe");
+        let answer = n.echo_answer(B1, &inner).expect("B1 answers");
+        let mut wb = Wire::default();
+        n.b[0].1.seal(&answer, &mut wb);
+        let (port, dst, mut d) = wb.out.remove(0);
+        let from = SocketAddr::new(IpAddr::V4(B1), dst.port());
+        let mut wa = Wire::default();
+        Net::deliver(&mut n.a, n.now, from, dst, port, &mut d, &mut wa);
+        let st = tstatus(&n, "t1");
+        assert!(st.carrying, "{st:#?}");
+        assert_eq!((st.switches_away, st.switches_to), (1, 2), "{st:#?}");
+        assert!(st
+            .last_switch
+            .as_ref()
+            .is_some_and(|s| s.reason.contains("hold-down")));
     }
 
     #[test]
