@@ -349,26 +349,13 @@ impl<'a> Checker<'a> {
 
     /// A nested table at `key` of the root, required.
     fn section<'d>(&mut self, root: &'d dyn TableLike, key: &str) -> Option<Table<'d>> {
-        let Some((k, item)) = root.get_key_value(key) else {
-            self.error(&None, key, format!("missing required table [{key}]"));
-            return None;
-        };
-        let span = item.span().or_else(|| k.span());
-        match item.as_table_like() {
-            Some(table) => Some(Table {
-                table,
-                path: key.to_owned(),
-                label: format!("[{key}]"),
-                span,
-            }),
-            None => {
-                self.error(
-                    &span,
-                    key,
-                    format!("expected a table ([{key}]), found {}", item.type_name()),
-                );
+        match self.optional_section(root, key) {
+            Ok(Some(t)) => Some(t),
+            Ok(None) => {
+                self.error(&None, key, format!("missing required table [{key}]"));
                 None
             }
+            Err(()) => None,
         }
     }
 
