@@ -1837,6 +1837,13 @@ mod tests {
         }
     }
 
+    /// RFC 2202 cases 1 and 3 for HMAC-SHA1 (20-byte keys), truncated to
+    /// 96 bits as RFC 2404 section 5 does: (key, data, ICV).
+    const HMAC_SHA1_96_VECTORS: [(&[u8], &[u8], [u8; 12]); 2] = [
+        (&[0x0b; 20], b"Hi There", hex!("b617318655057264e28bc0b6")),
+        (&[0xaa; 20], &[0xdd; 50], hex!("125d7342b9ac11cd91a39af4")),
+    ];
+
     #[test]
     fn integ_known_answers() {
         for (i, (integ, key, data, expected)) in AUTH_VECTORS.iter().enumerate() {
@@ -1855,18 +1862,7 @@ mod tests {
             );
         }
         // RFC 2404 section 5 / RFC 2202 cases 1 and 3 (20-byte keys), truncated to 96 bits.
-        for (key, data, expected) in [
-            (
-                &[0x0b; 20][..],
-                &b"Hi There"[..],
-                hex!("b617318655057264e28bc0b6"),
-            ),
-            (
-                &[0xaa; 20][..],
-                &[0xdd; 50][..],
-                hex!("125d7342b9ac11cd91a39af4"),
-            ),
-        ] {
+        for (key, data, expected) in HMAC_SHA1_96_VECTORS {
             assert_eq!(
                 Integ::HmacSha1_96.compute(key, &[data]).unwrap().as_ref(),
                 &expected
@@ -2822,18 +2818,7 @@ mod tests {
             );
         }
         // RFC 2202 cases 1 and 3 for HMAC-SHA-1-96 (20-byte keys, RFC 2404).
-        for (key, data, expected) in [
-            (
-                &[0x0b; 20][..],
-                &b"Hi There"[..],
-                hex!("b617318655057264e28bc0b6"),
-            ),
-            (
-                &[0xaa; 20][..],
-                &[0xdd; 50][..],
-                hex!("125d7342b9ac11cd91a39af4"),
-            ),
-        ] {
+        for (key, data, expected) in HMAC_SHA1_96_VECTORS {
             let mut icv = [0u8; 12];
             EspMac::new(Integ::HmacSha1_96, key).sign(&[data], &mut icv);
             assert_eq!(icv, expected);
